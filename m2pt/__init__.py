@@ -1,3 +1,30 @@
-"""m2pt: Multimodal Pathway (CVPR 2024) as a library."""
+"""m2pt: Multimodal Pathway (CVPR 2024) as a library.
+
+Improve a transformer of one modality with the weights of a transformer trained on another
+modality, through cross-modal re-parameterization, at zero inference cost::
+
+    model = m2pt.add_pathways(target, aux)     # every block linear becomes W + λ W'
+    ...                                        # train as any nn.Module
+    plain = m2pt.merge_pathways(model)         # the original architecture again
+"""
+
+from .pathway import (
+    PathwayConfig,
+    PathwayError,
+    PathwaySummary,
+    add_pathways,
+    has_pathways,
+    load_pathways,
+    merge_pathways,
+    param_groups,
+    pathway_scales,
+    pathway_summary,
+    save_pathways,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "PathwayConfig", "PathwayError", "PathwaySummary", "add_pathways", "has_pathways", "load_pathways",
+    "merge_pathways", "param_groups", "pathway_scales", "pathway_summary", "save_pathways",
+]

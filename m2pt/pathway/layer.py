@@ -1,0 +1,110 @@
+"""The cross-modal re-parameterization of one tensor: ``θ + λ θ'``.
+
+A pathway is a ``torch.nn.utils.parametrize`` parametrization, so every read of the
+parameter (``module.weight``), by the module's own forward or by code that reads the weight
+directly (VideoMAE-style ``F.linear(x, self.qkv.weight, ...)``), sees the combined tensor.
+Forward and backward cost one weight-sized multiply-add per layer, not a second branch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def _format_scale(scale: Tensor) -> str:
+    value = scale.detach().float()
+    if value.numel() == 1:
+        return f"{value.item():.3g}"
+    return f"mean |λ|={value.abs().mean().item():.3g} over {value.numel()} channels"
+
+
+class Pathway(nn.Module):
+    """Parametrization ``W -> W + λ W'`` with a learnable cross-modal scale λ.
+
+    Args:
+        aux_weight: ``W'``, the same-position weight of the auxiliary model (copied by the
+            caller into the target's dtype and device).
+        scale_init: Initial λ.
+        per_channel: One λ per output channel (dim 0) instead of one scalar.
+        train_scale: Whether λ receives gradients.
+        train_aux: Whether ``W'`` receives gradients.
+        aux_name: Where ``W'`` came from (for printing and saving).
+        aux_index: Which auxiliary model (0 for the first) this pathway comes from.
+    """
+
+    def __init__(
+        self,
+        aux_weight: Tensor,
+        scale_init: float = 0.0,
+        per_channel: bool = False,
+        train_scale: bool = True,
+        train_aux: bool = True,
+        aux_name: str = "",
+        aux_index: int = 0,
+    ) -> None:
+        super().__init__()
+        scale_shape = (aux_weight.shape[0],) + (1,) * (aux_weight.dim() - 1) if per_channel else ()
+        self.aux_weight = nn.Parameter(aux_weight, requires_grad=train_aux)
+        self.scale = nn.Parameter(
+            torch.full(scale_shape, float(scale_init), dtype=aux_weight.dtype, device=aux_weight.device),
+            requires_grad=train_scale,
+        )
+        self.aux_name = aux_name
+        self.aux_index = aux_index
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.dim() > 0
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return weight + self.scale * self.aux_weight
+
+    def delta(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``λ W'`` computed in ``dtype`` (float32 for merging), without autograd."""
+        with torch.no_grad():
+            return self.scale.to(dtype) * self.aux_weight.to(dtype)
+
+    def extra_repr(self) -> str:
+        flags = "trainable" if self.aux_weight.requires_grad else "frozen"
+        scale_flag = "" if self.scale.requires_grad else " (fixed)"
+        return (
+            f"aux={self.aux_name!r}, aux_weight={tuple(self.aux_weight.shape)} {flags}, "
+            f"λ={_format_scale(self.scale)}{scale_flag}"
+        )
+
+
+class BiasPathway(nn.Module):
+    """Parametrization ``b -> b + λ b'`` sharing λ with the weight pathway of the same layer.
+
+    Args:
+        aux_bias: ``b'``, the auxiliary bias.
+        weight_pathway: The layer's weight :class:`Pathway`, whose λ is reused.
+        train_aux: Whether ``b'`` receives gradients.
+    """
+
+    def __init__(self, aux_bias: Tensor, weight_pathway: Pathway, train_aux: bool = True) -> None:
+        super().__init__()
+        self.aux_bias = nn.Parameter(aux_bias, requires_grad=train_aux)
+        # A tuple keeps the weight pathway out of this module's children: λ is registered
+        # (and saved) once, under the weight's parametrization.
+        self._weight_pathway = (weight_pathway,)
+
+    @property
+    def scale(self) -> Tensor:
+        return self._weight_pathway[0].scale.reshape(-1)
+
+    @property
+    def aux_index(self) -> int:
+        return self._weight_pathway[0].aux_index
+
+    def forward(self, bias: Tensor) -> Tensor:
+        return bias + self.scale * self.aux_bias
+
+    def delta(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``λ b'`` computed in ``dtype``, without autograd."""
+        with torch.no_grad():
+            return self.scale.to(dtype) * self.aux_bias.to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"aux_bias={tuple(self.aux_bias.shape)}, λ shared with the weight pathway"
