@@ -72,10 +72,11 @@ class LoadReport:
             f"{len(self.unexpected)} unexpected (ignored), {len(self.resized)} resized, "
             f"{len(self.mismatched)} shape mismatches (not loaded), {len(self.dropped)} dropped (decoder / outside the encoder)"
         ]
-        for title, items in (("missing", self.missing), ("unexpected", self.unexpected),
-                             ("resized", self.resized), ("shape mismatch", self.mismatched)):
-            if items:
-                lines.append(f"  {title}: {_listing(items)}")
+        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if keys:
+                lines.append(f"  {title}: {_listing(keys)}")
+        lines += [f"  resized: {change}" for change in self.resized]
+        lines += [f"  shape mismatch: {change}" for change in self.mismatched]
         return "\n".join(lines)
 
 
