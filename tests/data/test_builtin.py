@@ -77,6 +77,13 @@ def test_moving_digits_by_class(tmp_path):
     assert abs(float(clip.mean())) < 0.5  # normalised with the stored training statistics
 
 
+def test_moving_digits_from_fashion_mnist(tmp_path):
+    dataset = MovingDigitsDataset("test", root=tmp_path, train_size=10, test_size=10,
+                                  digit_source="fashion_mnist", image_size=40, digit_size=20)
+    assert dataset.classes[9] == "Ankle boot" and dataset[9][0].shape == (3, 8, 40, 40)
+    assert [path.name for path in tmp_path.iterdir()] == ["moving_digits"]
+
+
 def test_moving_digits_by_direction_move_that_way(tmp_path):
     dataset = MovingDigitsDataset("test", root=tmp_path, train_size=8, test_size=16,
                                   label_by="direction")
