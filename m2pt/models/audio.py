@@ -58,7 +58,7 @@ class AudioTransformer(TimmApiMixin, nn.Module):
                 f"target_length ({target_length}) and num_mel_bins ({num_mel_bins}) must be divisible by "
                 f"patch_size ({patch_size})")
         self.num_classes = num_classes
-        self.num_features = self.embed_dim = embed_dim
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.multi_label = multi_label
         self.input_size = (1, target_length, num_mel_bins)
 

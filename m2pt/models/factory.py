@@ -86,6 +86,8 @@ def create_model(modality: str, preset: str = "base", num_classes: int = 1000, *
     except TypeError as error:
         raise ValueError(f"create_model arguments must be JSON-serialisable to be recorded: {error}") from None
     kwargs.update({k: v for k, v in overrides.items() if k != "task"})
+    if kwargs["embed_dim"] % kwargs["num_heads"]:
+        raise ValueError(f"embed_dim ({kwargs['embed_dim']}) must be divisible by num_heads ({kwargs['num_heads']})")
     if task == "partseg":
         kwargs = {k: v for k, v in kwargs.items() if k not in ("num_points", "num_groups") or k in overrides}
     model = builder(num_classes=num_classes, **kwargs)

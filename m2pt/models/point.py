@@ -88,6 +88,7 @@ class PointTransformer(TimmApiMixin, nn.Module):
         self.group_size = group_size
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
+        self.head_hidden_size = 2 * embed_dim  # pre-logits: concat(cls token, max over groups)
         self.drop_rate = drop_rate
         self.pos_every_block = pos_every_block
 

@@ -79,7 +79,7 @@ class VideoTransformer(TimmApiMixin, nn.Module):
         if pos_embed_type not in VIDEO_POS_EMBED_TYPES:
             raise ValueError(f"unknown pos_embed_type {pos_embed_type!r}; valid: {', '.join(VIDEO_POS_EMBED_TYPES)}")
         self.num_classes = num_classes
-        self.num_features = self.embed_dim = embed_dim
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.grid_size: Tuple[int, int, int] = (
             num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1] * self.grid_size[2]
