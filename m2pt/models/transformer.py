@@ -71,11 +71,8 @@ class TimmApiMixin:
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Union[str, List]]:
-        """Parameter groups for layer-wise lr decay, as in timm's `VisionTransformer`."""
-        return dict(
-            stem=self._stem_regex,
-            blocks=r"^blocks\.(\d+)" if coarse else [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
-        )
+        """Parameter groups for layer-wise lr decay, identical to timm's `VisionTransformer` (`coarse` unused)."""
+        return dict(stem=self._stem_regex, blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
