@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from checkpoint_layouts import (
+from .checkpoint_layouts import (
     DEPTH, HIDDEN, WIDTH, bert_state_dict, expected_bert_linears, expected_linears, mae_checkpoint,
     pointmae_checkpoint, save, small_vit, videomae_state_dict,
 )

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils import parametrize
 
-from checkpoint_layouts import HEADS, WIDTH, randomize_
+from .checkpoint_layouts import HEADS, WIDTH, randomize_
 from m2pt.checkpoints import load_auxiliary, load_model, read_export_config, save_model
 
 TIMM_ARGS = dict(img_size=32, patch_size=8, embed_dim=WIDTH, depth=2, num_heads=HEADS, num_classes=10)

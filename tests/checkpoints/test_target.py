@@ -9,7 +9,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 from torch.nn.utils import parametrize
 
-from checkpoint_layouts import (
+from .checkpoint_layouts import (
     DEPTH, HEADS, WIDTH, PointStandIn, bert_state_dict, mae_checkpoint, pointmae_checkpoint, save, small_vit,
     videomae_state_dict,
 )
