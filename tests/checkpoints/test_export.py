@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 import timm
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from torch.nn.utils import parametrize
 
 from .checkpoint_layouts import HEADS, WIDTH, randomize_
 from m2pt.checkpoints import load_auxiliary, load_model, read_export_config, save_model
@@ -24,18 +21,6 @@ def timm_vit(seed: int = 0) -> nn.Module:
     return randomize_(timm.create_model(ARCH, pretrained=False, **TIMM_ARGS), seed).eval()
 
 
-class ScaledDelta(nn.Module):
-    """W -> W + λ W' (what a pathway does), to produce a model that needs merging."""
-
-    def __init__(self, aux_weight: torch.Tensor, scale: float) -> None:
-        super().__init__()
-        self.aux_weight = nn.Parameter(aux_weight)
-        self.scale = nn.Parameter(torch.tensor(scale))
-
-    def forward(self, weight):
-        return weight + self.scale * self.aux_weight
-
-
 def assert_same_state(a: nn.Module, b: nn.Module) -> None:
     sa, sb = a.state_dict(), b.state_dict()
     assert sorted(sa) == sorted(sb)
@@ -44,17 +29,15 @@ def assert_same_state(a: nn.Module, b: nn.Module) -> None:
 
 
 def test_merged_model_loads_into_plain_timm(tmp_path):
-    model = timm_vit(seed=1)
-    for block in model.blocks:
-        layer = block.mlp.fc1
-        parametrize.register_parametrization(layer, "weight", ScaledDelta(torch.randn_like(layer.weight), 0.3))
+    import m2pt
+
+    model = m2pt.add_pathways(timm_vit(seed=1), timm_vit(seed=2), scale_init=0.3).eval()
     with pytest.raises(ValueError, match="merge_pathways.*save_pathways"):
         save_model(model, tmp_path / "vit.safetensors")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = model(x)
-    for block in model.blocks:
-        parametrize.remove_parametrizations(block.mlp.fc1, "weight", leave_parametrized=True)  # the merge
+    model = m2pt.merge_pathways(model)
 
     weights = save_model(model, tmp_path / "vit.safetensors")
     assert weights == tmp_path / "vit.safetensors" and (tmp_path / "vit.json").is_file()
@@ -89,44 +72,10 @@ def test_saved_file_is_an_auxiliary_checkpoint(tmp_path):
     assert torch.equal(aux.blocks[1].attn.qkv.weight, model.blocks[1].attn.qkv.weight)
 
 
-class TinyM2ptModel(nn.Module):
-    """A model that carries its build arguments the way m2pt.models does."""
-
-    def __init__(self, modality: str, preset: str, num_classes: int, width: int = 8) -> None:
-        super().__init__()
-        self.m2pt_model_args = dict(modality=modality, preset=preset, num_classes=num_classes, width=width)
-        self.body = nn.Linear(width, width)
-        self.head = nn.Linear(width, num_classes)
-
-
-def test_m2pt_builder_round_trip(tmp_path, monkeypatch):
-    model = randomize_(TinyM2ptModel("image", "tiny", 3), seed=4)
-    save_model(model, tmp_path / "m.safetensors")
-    config = read_export_config(tmp_path / "m.safetensors")
-    assert config["builder"] == "m2pt"
-    assert config["model_args"] == {"modality": "image", "preset": "tiny", "num_classes": 3, "width": 8}
-
-    zoo = types.ModuleType("m2pt.models")
-    zoo.create_model = lambda **args: TinyM2ptModel(**args)
-    monkeypatch.setitem(sys.modules, "m2pt.models", zoo)
-    assert_same_state(load_model(tmp_path / "m.safetensors"), model)
-
-    monkeypatch.setitem(sys.modules, "m2pt.models", None)
-    with pytest.raises(ImportError, match="m2pt.models.create_model cannot be imported"):
-        load_model(tmp_path / "m.safetensors")
-
-
-def test_weights_that_do_not_fit(tmp_path, monkeypatch):
-    save_model(randomize_(TinyM2ptModel("image", "tiny", 3)), tmp_path / "m.safetensors")
-    zoo = types.ModuleType("m2pt.models")
-    zoo.create_model = lambda **args: TinyM2ptModel(**{**args, "num_classes": 5})
-    monkeypatch.setitem(sys.modules, "m2pt.models", zoo)
-    with pytest.raises(ValueError, match="(?s)do not fit.*head.weight"):
-        load_model(tmp_path / "m.safetensors")
-
-
 def test_json_unfriendly_build_args(tmp_path):
-    model = TinyM2ptModel("image", "tiny", 3)
+    from m2pt.models import create_model
+
+    model = create_model("image", "tiny", num_classes=3)
     model.m2pt_model_args["device"] = torch.device("cpu")
     with pytest.raises(ValueError, match="not JSON-serialisable"):
         save_model(model, tmp_path / "m.safetensors")
