@@ -1,0 +1,80 @@
+"""Image model: a plain timm `VisionTransformer` (MAE fine-tuning layout: GAP + fc_norm).
+
+The model is deliberately not a subclass, so a merged M2PT image model is an ordinary timm model
+that loads into `timm.create_model(...)` with `strict=True`. Input checks are attached as a
+forward pre-hook (`ImageInputCheck`), which is not part of the state dict.
+"""
+from typing import Optional, Union
+
+from timm.models.vision_transformer import VisionTransformer
+
+from .input_checks import ImageInputCheck
+
+__all__ = ["create_image_model"]
+
+
+def create_image_model(
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        global_pool: str = "avg",
+        fc_norm: Optional[bool] = None,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        check_inputs: bool = True,
+) -> VisionTransformer:
+    """Build a timm ViT for images with a cls token and a learned position embedding.
+
+    Args:
+        img_size: Square input side.
+        patch_size: Square patch side.
+        in_chans: Input channels.
+        num_classes: Classes of the head (0: no head).
+        embed_dim: Token width.
+        depth: Number of blocks.
+        num_heads: Attention heads.
+        mlp_ratio: MLP hidden width / embed_dim.
+        qkv_bias: Bias in the fused qkv projection.
+        global_pool: timm pooling ("avg" as in MAE fine-tuning, or "token").
+        fc_norm: Norm after pooling; None lets timm decide (on for "avg").
+        drop_rate: Dropout before the head.
+        drop_path_rate: Stochastic depth, increasing linearly to this rate.
+        check_inputs: Attach the input-validation pre-hook.
+
+    Returns:
+        A `timm.models.vision_transformer.VisionTransformer`.
+    """
+    model = VisionTransformer(
+        img_size=img_size,
+        patch_size=patch_size,
+        in_chans=in_chans,
+        num_classes=num_classes,
+        global_pool=global_pool,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=mlp_ratio,
+        qkv_bias=qkv_bias,
+        class_token=True,
+        pos_embed="learn",
+        fc_norm=fc_norm,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )
+    input_size = (in_chans, img_size, img_size)
+    model.pretrained_cfg = dict(
+        input_size=input_size,
+        num_classes=num_classes,
+        first_conv="patch_embed.proj",
+        classifier="head",
+    )
+    model.default_cfg = model.pretrained_cfg
+    if check_inputs:
+        model.register_forward_pre_hook(ImageInputCheck(input_size))
+    return model
