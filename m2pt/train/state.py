@@ -1,0 +1,55 @@
+"""Training-state checkpoints: model, optimizer, position, RNG states; atomic writes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from m2pt.io import atomic_path
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states (CUDA too when present)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(path: Path, model: nn.Module, optimizer: Optimizer, epoch: int, batch_in_epoch: int,
+                        step: int, extra: Optional[dict[str, Any]] = None) -> None:
+    """Atomically write everything needed to continue: a failed save keeps the previous file."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,
+        "step": step,
+        "rng": rng_state(),
+        "extra": extra or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_training_state`.
+
+    The file holds NumPy RNG state and Python tuples, so it is read with ``weights_only=False``;
+    only load checkpoints your own runs wrote.
+    """
+    return torch.load(path, map_location=map_location, weights_only=False)
