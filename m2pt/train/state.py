@@ -16,7 +16,10 @@ from m2pt.io import atomic_path
 
 def rng_state() -> dict[str, Any]:
     """Python, NumPy and torch RNG states (CUDA too when present)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -24,7 +27,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -47,9 +52,5 @@ def save_training_state(path: Path, model: nn.Module, optimizer: Optimizer, epoc
 
 
 def load_training_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_training_state`.
-
-    The file holds NumPy RNG state and Python tuples, so it is read with ``weights_only=False``;
-    only load checkpoints your own runs wrote.
-    """
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """Read a checkpoint written by :func:`save_training_state` (``weights_only=True``: nothing is unpickled)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
