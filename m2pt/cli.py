@@ -15,8 +15,8 @@ EXAMPLES = {
                 "  torchrun --nproc_per_node=2 -m m2pt.cli pretrain --modality video --output runs/video_mae",
     "finetune": "examples:\n  m2pt finetune --modality image --output runs/plain\n"
                 "  m2pt finetune --modality image --aux runs/point_mae/encoder.safetensors --output runs/m2pt\n"
-                "  m2pt finetune --recipe image --data /data/imagenet --aux mae_pretrain_vit_base.pth "
-                "--aux-format auto --scale-init 1e-6 --output runs/in1k\n"
+                "  m2pt finetune --recipe image --data /data/imagenet --aux pointmae_pretrain.pth "
+                "--init mae_finetuned_vit_base.pth --output runs/in1k\n"
                 "  m2pt finetune --output runs/m2pt --resume",
     "merge": "examples:\n  m2pt merge runs/m2pt/pathways.safetensors merged.safetensors\n  m2pt merge runs/m2pt out.safetensors",
     "evaluate": "examples:\n  m2pt evaluate runs/m2pt/model.safetensors\n"
@@ -137,7 +137,7 @@ def _resumed_config(args: argparse.Namespace, task: str) -> Any:
 
 
 def _train(args: argparse.Namespace, task: str) -> int:
-    from m2pt.train.finetune import finetune
+    from m2pt.train.finetuning import finetune
     from m2pt.train.mae import pretrain
 
     config = _resumed_config(args, task) if args.resume else config_from_args(args, task)
@@ -166,7 +166,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from m2pt.train.config import TrainConfig
     from m2pt.train.data import build_split
     from m2pt.train.export import load_plain_model
-    from m2pt.train.finetune import evaluate_model
+    from m2pt.train.finetuning import evaluate_model
 
     model = load_plain_model(args.model)
     model_args = model.m2pt_model_args
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_text, description=description, epilog=EXAMPLES[name],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    demo = add("demo", "MAE-pretrain a point model, fine-tune an image ViT with and without pathways, merge",
+    demo = add("demo", "MAE-pretrain an audio model, fine-tune an image ViT with and without pathways, merge",
                "The method end to end on built-in data, about 5-10 minutes on 2 CPU cores.")
     demo.add_argument("--output", "-o", default="runs/demo")
     demo.add_argument("--quick", action="store_true", help="a much smaller budget (about a minute)")

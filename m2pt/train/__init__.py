@@ -1,7 +1,7 @@
 """Training: fine-tuning with pathways, MAE pretraining of auxiliary models, run folders."""
 
 from .config import TrainConfig, TrainConfigError
-from .finetune import evaluate_model, finetune
+from .finetuning import evaluate_model, finetune
 from .recipes import RECIPES, recipe
 from .run_dir import RunFolderError
 

@@ -1,8 +1,8 @@
 """``m2pt demo``: the whole method on built-in data in a few minutes on a CPU.
 
-1. MAE-pretrain a tiny point-cloud transformer on the generated shapes (the auxiliary model).
+1. MAE-pretrain a tiny audio transformer on generated spoken digits (the auxiliary model).
 2. Fine-tune a tiny image ViT on a Fashion-MNIST subset twice, with the same data order and
-   budget: plain, and with pathways from the point model.
+   budget: plain, and with pathways from the audio model.
 3. Merge the pathway model, check that it predicts as the unmerged one, and time inference.
 """
 
@@ -16,7 +16,7 @@ import torch
 
 from .config import TrainConfig
 from .export import load_plain_model
-from .finetune import finetune
+from .finetuning import finetune
 from .mae import ENCODER_FILE, pretrain
 
 
@@ -39,12 +39,12 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
     started = time.perf_counter()
     aux_epochs, epochs, train_size = (2, 1, 2000) if quick else (8, 3, 12000)
     aux_config = TrainConfig(
-        task="pretrain", modality="point", preset="tiny", output=str(root / "aux_point_mae"),
+        task="pretrain", modality="audio", preset="tiny", output=str(root / "aux_audio_mae"),
         data_options={"train_size": 800, "test_size": 200}, epochs=aux_epochs, batch_size=32, lr=1e-3,
-        warmup_epochs=1, mask_ratio=0.6, decoder_dim=128, decoder_depth=2, min_lr=1e-5, seed=seed)
-    print(f"[1/3] MAE-pretraining the auxiliary point-cloud model ({aux_epochs} epochs on generated shapes)")
+        warmup_epochs=1, mask_ratio=0.8, decoder_dim=128, decoder_depth=2, min_lr=1e-5, seed=seed)
+    print(f"[1/3] MAE-pretraining the auxiliary audio model ({aux_epochs} epochs on generated spoken digits)")
     aux_result = pretrain(aux_config, overwrite=overwrite, quiet=quiet)
-    aux_path = str(root / "aux_point_mae" / ENCODER_FILE)
+    aux_path = str(root / "aux_audio_mae" / ENCODER_FILE)
 
     base = TrainConfig(
         task="finetune", modality="image", preset="tiny", data_options={"train_size": train_size, "test_size": 2000},
@@ -52,7 +52,7 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
         min_lr=1e-5, seed=seed)
     print(f"[2/3] fine-tuning the image ViT without pathways ({epochs} epochs on {train_size} Fashion-MNIST images)")
     plain = finetune(base.replace(output=str(root / "image_plain")), overwrite=overwrite, quiet=quiet)
-    print("[3/3] fine-tuning the same ViT with pathways from the point model (same data order and budget)")
+    print("[3/3] fine-tuning the same ViT with pathways from the audio model (same data order and budget)")
     m2pt_run = finetune(base.replace(output=str(root / "image_m2pt"), aux=[aux_path]), overwrite=overwrite,
                         quiet=quiet)
 
@@ -76,9 +76,9 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
 def format_table(r: dict[str, Any]) -> str:
     """The demo's summary table."""
     rows = [
-        ("auxiliary (point MAE) test reconstruction loss", f"{r['aux_reconstruction_loss']:.4f}"),
+        ("auxiliary (audio MAE) test reconstruction loss", f"{r['aux_reconstruction_loss']:.4f}"),
         ("image ViT, plain: test top-1", f"{r['plain_top1']:.2f} %"),
-        ("image ViT + point pathways (merged): test top-1", f"{r['m2pt_top1']:.2f} %"),
+        ("image ViT + audio pathways (merged): test top-1", f"{r['m2pt_top1']:.2f} %"),
         (f"|λ| over {r['pathway_layers']} layers: mean / min / max",
          f"{r['scale_abs_mean']:.3g} / {r['scale_abs_min']:.3g} / {r['scale_abs_max']:.3g}"),
         ("merged vs pathway model: max |Δ logit|", f"{r['merge_max_abs_diff']:.2e}"),

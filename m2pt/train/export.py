@@ -37,9 +37,9 @@ def num_heads_of(model: nn.Module) -> Optional[int]:
 
 def save_plain_model(model: nn.Module, path: str | Path, extra: Optional[Mapping[str, Any]] = None) -> Path:
     """Atomically save a model without pathways (merge first) with its build arguments."""
-    from m2pt.pathway import has_pathways
+    from m2pt.pathway import iter_pathway_layers
 
-    if has_pathways(model):
+    if any(True for _ in iter_pathway_layers(model)):
         raise ValueError("save_plain_model got a model with pathways; call m2pt.merge_pathways(model) first")
     path = Path(path)
     info = {"model_args": model_args_of(model), "summary": {"num_heads": num_heads_of(model)}, **(extra or {})}

@@ -27,7 +27,7 @@ from .distributed import DistInfo, all_reduce_any, barrier
 from .run_dir import CHECKPOINT, MetricsWriter
 from .schedule import lr_at, set_lr
 from .signals import StopRequest
-from .state import load_training_state, save_training_state, set_rng_state
+from .state import load_training_state, save_training_state, seed_everything, set_rng_state
 
 LossFn = Callable[[nn.Module, Any, Any], Tensor]
 EvalFn = Callable[[nn.Module], dict[str, float]]
@@ -135,7 +135,7 @@ def fit(
         if info.is_main:
             set_rng_state(state["rng"])
         else:
-            torch.manual_seed(config.seed + info.rank + 1000 * step)
+            seed_everything(config.seed + info.rank + 1000 * step)
         logger.info(f"resumed from {checkpoint_path} at epoch {start_epoch}, batch {skip_batches}, step {step}")
     metrics = MetricsWriter(folder, resume_step=step if resume else None) if writes else None
 

@@ -17,6 +17,7 @@ from .loop import autocast, fit
 from .mae_model import MaskedAutoencoder
 from .plots import write_plots
 from .run_dir import MetricsWriter, close_logger, make_logger, prepare_run_folder, write_config, write_final
+from .state import seed_everything
 
 ENCODER_FILE = "encoder.safetensors"
 
@@ -62,7 +63,7 @@ def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
         encoder = build_model(config, num_classes=0)
         mae = MaskedAutoencoder(encoder, config.modality, config.mask_ratio, config.decoder_dim,
                                 config.decoder_depth, norm_pix_loss=config.norm_pix_loss).to(info.device)
-        torch.manual_seed(config.seed + info.rank)
+        seed_everything(config.seed + info.rank)
         if info.is_main:
             write_config(folder, {**config.to_dict(), "world_size": info.world_size,
                                   "model_args": encoder.m2pt_model_args})

@@ -54,3 +54,10 @@ def save_training_state(path: Path, model: nn.Module, optimizer: Optimizer, epoc
 def load_training_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_training_state` (``weights_only=True``: nothing is unpickled)."""
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (mixup/cutmix draw from NumPy, drop path from torch)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from m2pt.pathway import PathwayConfig, add_pathways, has_pathways, merge_pathways, pathway_summary, save_pathways
+from m2pt.pathway import PathwayConfig, add_pathways, iter_pathway_layers, merge_pathways, pathway_summary, save_pathways
 
 from .config import TrainConfig
 from .data import build_model, build_split
@@ -21,6 +21,12 @@ from .loop import autocast, fit
 from .metrics import mean_average_precision, topk_correct
 from .plots import write_plots
 from .run_dir import MetricsWriter, close_logger, make_logger, prepare_run_folder, write_config, write_final
+from .state import seed_everything
+
+
+def model_has_pathways(model: nn.Module) -> bool:
+    """Whether any layer of ``model`` carries a pathway (``m2pt.has_pathways`` looks at one module only)."""
+    return any(True for _ in iter_pathway_layers(model))
 
 
 def load_auxiliaries(paths: list[str]) -> list[nn.Module]:
@@ -145,14 +151,14 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
         if config.aux:
             add_pathways(model, load_auxiliaries(config.aux), PathwayConfig.from_dict(config.pathway))
         model.to(info.device)
-        torch.manual_seed(config.seed + info.rank)
+        seed_everything(config.seed + info.rank)
         if info.is_main:
             write_config(folder, {**config.to_dict(), "num_classes": num_classes, "multi_label": multi_label,
                                   "world_size": info.world_size, "model_args": model.m2pt_model_args})
             logger.info(f"fine-tuning {config.modality}/{config.preset} on {len(train_set)} items, "
                         f"{num_classes} classes, {len(config.aux)} auxiliary model(s), device {info.device}, "
                         f"{info.world_size} process(es)")
-            if has_pathways(model):
+            if model_has_pathways(model):
                 logger.info(str(pathway_summary(model)).split("\n")[2])
 
         def evaluate(m: nn.Module) -> dict[str, float]:
@@ -175,7 +181,7 @@ def _finish(config: TrainConfig, folder: Path, model: nn.Module, test_set: Datas
     records = MetricsWriter(folder).read()
     final: dict[str, Any] = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"}}
     plain = model
-    if has_pathways(model):
+    if model_has_pathways(model):
         save_pathways(model, folder / "pathways.safetensors")
         summary = pathway_summary(model)
         final.update({f"scale_{k}": v for k, v in summary.scale_stats().items()})
