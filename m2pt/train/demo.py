@@ -37,11 +37,12 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
     """Run the demo into ``output`` and return its numbers (also printed as a table)."""
     root = Path(output)
     started = time.perf_counter()
-    aux_epochs, epochs, train_size = (2, 1, 2000) if quick else (8, 3, 12000)
+    aux_epochs, epochs, train_size = (2, 1, 2000) if quick else (6, 3, 12000)
     aux_config = TrainConfig(
         task="pretrain", modality="audio", preset="tiny", output=str(root / "aux_audio_mae"),
         data_options={"train_size": 800, "test_size": 200}, epochs=aux_epochs, batch_size=32, lr=1e-3,
-        warmup_epochs=1, mask_ratio=0.8, decoder_dim=128, decoder_depth=2, min_lr=1e-5, seed=seed)
+        warmup_epochs=1, mask_ratio=0.8, decoder_dim=128, decoder_depth=2, min_lr=1e-5, seed=seed,
+        cache_data=True)
     print(f"[1/3] MAE-pretraining the auxiliary audio model ({aux_epochs} epochs on generated spoken digits)")
     aux_result = pretrain(aux_config, overwrite=overwrite, quiet=quiet)
     aux_path = str(root / "aux_audio_mae" / ENCODER_FILE)
