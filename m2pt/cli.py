@@ -1,37 +1,274 @@
-"""The ``m2pt`` command."""
+"""The ``m2pt`` command: pretrain, finetune, merge, evaluate, info, demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+EXAMPLES = {
+    "demo": "examples:\n  m2pt demo\n  m2pt demo --quick --output /tmp/m2pt-demo",
+    "pretrain": "examples:\n  m2pt pretrain --modality point --output runs/point_mae\n"
+                "  m2pt pretrain --modality audio --epochs 20 --mask-ratio 0.8 --output runs/audio_mae\n"
+                "  torchrun --nproc_per_node=2 -m m2pt.cli pretrain --modality video --output runs/video_mae",
+    "finetune": "examples:\n  m2pt finetune --modality image --output runs/plain\n"
+                "  m2pt finetune --modality image --aux runs/point_mae/encoder.safetensors --output runs/m2pt\n"
+                "  m2pt finetune --recipe image --data /data/imagenet --aux pointmae_pretrain.pth "
+                "--init mae_finetuned_vit_base.pth --output runs/in1k\n"
+                "  m2pt finetune --output runs/m2pt --resume",
+    "merge": "examples:\n  m2pt merge runs/m2pt/pathways.safetensors merged.safetensors\n  m2pt merge runs/m2pt out.safetensors",
+    "evaluate": "examples:\n  m2pt evaluate runs/m2pt/model.safetensors\n"
+                "  m2pt evaluate merged.safetensors --data /data/fashion_images --split test",
+    "info": "examples:\n  m2pt info runs/m2pt/pathways.safetensors\n  m2pt info mae_pretrain_vit_base.pth\n"
+            "  m2pt info runs/m2pt",
+}
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_training_arguments(p: argparse.ArgumentParser, task: str) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--recipe", help="preset of options (image, video, audio, point, pretrain, cpu, cpu-pretrain); "
+                                    f"default {'cpu-pretrain' if task == 'pretrain' else 'cpu'}")
+    g.add_argument("--modality", choices=["image", "video", "point", "audio"])
+    g.add_argument("--preset", help="model size: base, small, tiny")
+    g.add_argument("--model-override", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="create_model argument, e.g. depth=2 (repeatable)")
+    g.add_argument("--data", help="dataset path, or 'builtin' (default) for the generated offline data")
+    g.add_argument("--data-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="dataset argument, e.g. train_size=2000 (repeatable)")
+    g.add_argument("--output", "-o", required=True, help="run folder")
+    g.add_argument("--resume", action="store_true", help="continue the run in --output where it stopped")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bars or log lines on the terminal")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="auto (default), cpu, cuda")
+    g.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
+    g.add_argument("--max-train-batches", type=int, help="cap batches per epoch (quick runs)")
+    g.add_argument("--cache-data", action="store_true", default=None,
+                   help="keep inputs in memory after the first read (e.g. audio fbank)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int)
+    o.add_argument("--batch-size", type=int, help="per process and micro-step")
+    o.add_argument("--accum-steps", type=int, help="gradient accumulation steps")
+    o.add_argument("--lr", type=float, help="absolute base lr (default: blr * global batch / 256)")
+    o.add_argument("--blr", type=float)
+    o.add_argument("--min-lr", type=float)
+    o.add_argument("--warmup-epochs", type=float)
+    o.add_argument("--weight-decay", type=float)
+    o.add_argument("--layer-decay", type=float)
+    o.add_argument("--drop-path", type=float)
+    o.add_argument("--eval-every", type=int)
+    if task == "finetune":
+        o.add_argument("--label-smoothing", type=float)
+        o.add_argument("--mixup", type=float, help="mixup alpha (images)")
+        o.add_argument("--cutmix", type=float, help="cutmix alpha (images)")
+        o.add_argument("--spec-augment", type=int, nargs=2, metavar=("FREQ", "TIME"), help="audio SpecAugment masks")
+        o.add_argument("--init", help="target weights to start from")
+        w = p.add_argument_group("pathways (PathwayConfig)")
+        w.add_argument("--aux", action="append", default=[], help="auxiliary checkpoint (repeatable); none: plain run")
+        w.add_argument("--layers", nargs="+", help="module suffixes (default attn.qkv attn.proj mlp.fc1 mlp.fc2)")
+        w.add_argument("--scale-init", type=float, help="initial λ (default 0)")
+        w.add_argument("--scale-shape", choices=["scalar", "channel"])
+        w.add_argument("--fixed-scale", dest="train_scale", action="store_false", default=None, help="do not train λ")
+        w.add_argument("--freeze-aux", dest="train_aux", action="store_false", default=None, help="do not train W'")
+        w.add_argument("--freeze-target", dest="train_target", action="store_false", default=None,
+                       help="do not train W (with --freeze-aux: the paper's 'fix acc' setting)")
+        w.add_argument("--aux-bias", action="store_true", default=None, help="bias becomes b + λb'")
+        w.add_argument("--block-pairing", help="in_order, reversed, or JSON {target_block: aux_block}")
+        w.add_argument("--aux-norm", choices=["none", "match_target"])
+        w.add_argument("--scale-lr-mult", type=float, help="lr multiplier for λ")
+    else:
+        m = p.add_argument_group("masked autoencoding")
+        m.add_argument("--mask-ratio", type=float, help="default 0.75 (0.6 point, 0.8 audio, 0.9 video)")
+        m.add_argument("--decoder-dim", type=int)
+        m.add_argument("--decoder-depth", type=int)
+        m.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false", default=None)
+
+
+_PATHWAY_ARGS = ("layers", "scale_init", "scale_shape", "train_scale", "train_aux", "train_target", "aux_bias",
+                 "block_pairing", "aux_norm", "scale_lr_mult")
+_SKIP = {"command", "func", "recipe", "resume", "overwrite", "quiet", "model_override", "data_option"}
+
+
+def config_from_args(args: argparse.Namespace, task: str) -> "Any":
+    """Recipe, then the options given on the command line (unset options keep the recipe's)."""
+    from m2pt.train.config import TrainConfig
+    from m2pt.train.recipes import DEFAULT_MASK_RATIO, recipe
+
+    options: dict[str, Any] = recipe(args.recipe or ("cpu-pretrain" if task == "pretrain" else "cpu"))
+    options["task"] = task
+    pathway: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key in _SKIP or value is None or key == "aux" and not value:
+            continue
+        if key in _PATHWAY_ARGS:
+            if key == "block_pairing" and value.strip().startswith("{"):
+                value = {int(k): int(v) for k, v in json.loads(value).items()}
+            pathway[key] = value
+        else:
+            options[key] = value
+    options["pathway"] = pathway
+    options["model_overrides"] = {**options.get("model_overrides", {}), **dict(args.model_override)}
+    options["data_options"] = {**options.get("data_options", {}), **dict(args.data_option)}
+    if task == "pretrain" and args.mask_ratio is None:
+        options["mask_ratio"] = DEFAULT_MASK_RATIO.get(options.get("modality", "image"), 0.75)
+    return TrainConfig.from_dict(options)
+
+
+def _resumed_config(args: argparse.Namespace, task: str) -> Any:
+    from m2pt.train.config import TrainConfig
+    from m2pt.train.run_dir import CONFIG, RunFolderError
+
+    path = Path(args.output) / CONFIG
+    if not path.is_file():
+        raise RunFolderError(f"--resume: {path} does not exist; nothing to resume in {args.output}")
+    stored = json.loads(path.read_text())
+    known = set(TrainConfig.__dataclass_fields__)
+    return TrainConfig.from_dict({k: v for k, v in stored.items() if k in known})
+
+
+def _train(args: argparse.Namespace, task: str) -> int:
+    from m2pt.train.finetuning import finetune
+    from m2pt.train.mae import pretrain
+
+    config = _resumed_config(args, task) if args.resume else config_from_args(args, task)
+    run = pretrain if task == "pretrain" else finetune
+    result = run(config, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    if not result.get("finished"):
+        print(f"stopped ({result.get('stop_reason')}) at step {result.get('step')}; continue with: "
+              f"m2pt {task} --output {config.output} --resume", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from m2pt.train.merge_file import merge_pathway_file
+
+    out = merge_pathway_file(args.pathways, args.output, model_args_file=args.config)
+    print(f"wrote {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from m2pt.train.config import TrainConfig
+    from m2pt.train.data import build_split
+    from m2pt.train.export import load_plain_model
+    from m2pt.train.finetuning import evaluate_model
+
+    model = load_plain_model(args.model)
+    model_args = model.m2pt_model_args
+    overrides = {k: v for k, v in model_args.items() if k not in ("modality", "preset", "num_classes")}
+    config = TrainConfig(modality=model_args["modality"], preset=model_args["preset"], model_overrides=overrides,
+                         data=args.data, data_options=dict(args.data_option))
+    dataset = build_split(config, args.split)
+    if dataset.num_classes != model_args["num_classes"]:
+        raise ValueError(f"the dataset has {dataset.num_classes} classes, the model {model_args['num_classes']}")
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    metrics = evaluate_model(model.to(device), dataset, device, multi_label=bool(getattr(dataset, "multi_label", False)))
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from m2pt.train.inspect import describe_checkpoint
+
+    description = describe_checkpoint(args.checkpoint)
+    if not args.all_layers and "layers" in description:
+        description["layers"] = description["layers"][:8] + (["..."] if len(description["layers"]) > 8 else [])
+    print(json.dumps(description, indent=2))
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .quickcheck import run_quickcheck
+    from m2pt.train.demo import run_demo
 
-    return run_quickcheck(steps=args.steps, seed=args.seed)
+    run_demo(output=args.output, quick=args.quick, seed=args.seed, quiet=args.quiet)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="m2pt", description="Multimodal Pathway: improve a transformer with another modality's weights.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser(
-        "demo", help="end-to-end run on generated data: attach, train, merge, verify",
-        description="Attach pathways from a real pretrained language model (MiniLM) to a ViT, train a few "
-                    "steps on generated images, merge, and verify that the merged plain ViT gives the same "
-                    "outputs.\n\nexample:\n  m2pt demo --steps 30",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
+
+    def add(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=description, epilog=EXAMPLES[name],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    demo = add("demo", "MAE-pretrain an audio model, fine-tune an image ViT with and without pathways, merge",
+               "The method end to end on built-in data, about 5-10 minutes on 2 CPU cores.")
+    demo.add_argument("--output", "-o", default="runs/demo")
+    demo.add_argument("--quick", action="store_true", help="a much smaller budget (about a minute)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quiet", "-q", action="store_true")
     demo.set_defaults(func=_demo)
+
+    pre = add("pretrain", "MAE-style pretraining of an auxiliary model",
+              "Masked autoencoding on any modality; writes <output>/encoder.safetensors, an auxiliary checkpoint.")
+    _add_training_arguments(pre, "pretrain")
+    pre.set_defaults(func=lambda a: _train(a, "pretrain"))
+
+    fine = add("finetune", "fine-tune a model, with pathways from --aux checkpoints",
+               "Fine-tune a modality model; with --aux, every block linear gets W + λW' and the result is merged "
+               "into a plain model (<output>/model.safetensors).")
+    _add_training_arguments(fine, "finetune")
+    fine.set_defaults(func=lambda a: _train(a, "finetune"))
+
+    merge = add("merge", "pathway checkpoint -> plain model", "Fold W + λW' into W; the output has the vanilla "
+                "architecture and loads with strict=True.")
+    merge.add_argument("pathways", help="pathways.safetensors, or a run folder")
+    merge.add_argument("output", help="output .safetensors")
+    merge.add_argument("--config", help="JSON with model_args (default: config.json beside the pathway file)")
+    merge.set_defaults(func=_merge)
+
+    ev = add("evaluate", "test metrics of a saved model", "Top-1/top-5 (or mAP) of a plain m2pt model on a dataset.")
+    ev.add_argument("model", help="model .safetensors written by m2pt")
+    ev.add_argument("--data", default="builtin")
+    ev.add_argument("--data-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--device", default="auto")
+    ev.set_defaults(func=_evaluate)
+
+    info = add("info", "what a checkpoint holds", "Format, shapes, where pathways are, λ statistics.")
+    info.add_argument("checkpoint", help="a checkpoint file or run folder")
+    info.add_argument("--all-layers", action="store_true", help="list every pathway layer")
+    info.set_defaults(func=_info)
     return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from m2pt.checkpoints import CheckpointError
+    from m2pt.data import DatasetError
+    from m2pt.pathway import PathwayError
+    from m2pt.train.config import TrainConfigError
+    from m2pt.train.run_dir import RunFolderError
+
+    return (CheckpointError, DatasetError, PathwayError, TrainConfigError, RunFolderError, FileNotFoundError,
+            ValueError, OSError)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _known_errors() as exc:
+        print(f"m2pt {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

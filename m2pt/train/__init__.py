@@ -1,0 +1,8 @@
+"""Training: fine-tuning with pathways, MAE pretraining of auxiliary models, run folders."""
+
+from .config import TrainConfig, TrainConfigError
+from .finetuning import evaluate_model, finetune
+from .recipes import RECIPES, recipe
+from .run_dir import RunFolderError
+
+__all__ = ["RECIPES", "RunFolderError", "TrainConfig", "TrainConfigError", "evaluate_model", "finetune", "recipe"]

@@ -1,0 +1,105 @@
+"""The resolved configuration of one training run (fine-tuning or MAE pretraining)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+
+class TrainConfigError(ValueError):
+    """A training option has an invalid value (raised before any work starts)."""
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run; written to ``config.json`` in the run folder as resolved.
+
+    Attributes:
+        task: ``"finetune"`` or ``"pretrain"`` (MAE).
+        modality: ``"image"``, ``"video"``, ``"point"`` or ``"audio"``.
+        preset: Model size preset (``"base"``, ``"small"``, ``"tiny"``).
+        model_overrides: Extra ``create_model`` arguments (e.g. ``{"depth": 2}``).
+        data: Dataset path, or ``"builtin"`` for the generated offline dataset.
+        data_options: Extra dataset arguments (e.g. ``{"train_size": 64}``).
+        output: Run folder.
+        init: Optional target weights to start from (a file ``load_target_weights`` reads).
+        aux: Auxiliary checkpoints; empty trains without pathways.
+        pathway: ``PathwayConfig`` fields (as a dict).
+        epochs, batch_size, accum_steps: Budget; ``batch_size`` is per process and micro-step.
+        lr: Absolute base lr; None derives it as ``blr * global_batch / 256``.
+        blr, min_lr, warmup_epochs, weight_decay, layer_decay: Optimiser and schedule.
+        drop_path, label_smoothing, mixup, cutmix: Regularisation (mixup/cutmix images only).
+        spec_augment: ``[freq_mask, time_mask]`` for audio, None disables it.
+        mask_ratio, decoder_dim, decoder_depth, norm_pix_loss: MAE options.
+        eval_every: Evaluate every N epochs (0: only at the end).
+        seed, device, amp: Run environment (amp: bf16 autocast on CUDA).
+        max_train_batches: Cap on batches per epoch (tests, quick runs).
+        cache_data: Keep inputs in memory after their first read (audio fbank; not with random augmentation).
+        interrupt_at_step: Behave as if SIGTERM arrived at this global step (tests).
+    """
+
+    task: str = "finetune"
+    modality: str = "image"
+    preset: str = "tiny"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    data: str = "builtin"
+    data_options: dict[str, Any] = field(default_factory=dict)
+    output: str = "runs/m2pt"
+    init: Optional[str] = None
+    aux: list[str] = field(default_factory=list)
+    pathway: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 3
+    batch_size: int = 128
+    accum_steps: int = 1
+    lr: Optional[float] = None
+    blr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup_epochs: float = 0.5
+    weight_decay: float = 0.05
+    layer_decay: Optional[float] = None
+    drop_path: float = 0.0
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    spec_augment: Optional[list[int]] = None
+    mask_ratio: float = 0.75
+    decoder_dim: int = 128
+    decoder_depth: int = 2
+    norm_pix_loss: bool = True
+    eval_every: int = 1
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    max_train_batches: Optional[int] = None
+    cache_data: bool = False
+    interrupt_at_step: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.task not in ("finetune", "pretrain"):
+            raise TrainConfigError(f"task must be 'finetune' or 'pretrain', got {self.task!r}")
+        for name in ("epochs", "batch_size", "accum_steps"):
+            if int(getattr(self, name)) < 1:
+                raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise TrainConfigError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise TrainConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        self.aux = [str(a) for a in self.aux]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every option."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some options changed (validated again)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})

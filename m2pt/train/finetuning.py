@@ -1,0 +1,198 @@
+"""Fine-tuning a modality model, with or without pathways, ending in a merged plain model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from m2pt.pathway import PathwayConfig, add_pathways, iter_pathway_layers, merge_pathways, pathway_summary, save_pathways
+
+from .config import TrainConfig
+from .data import build_model, build_split
+from .distributed import DistInfo, cleanup_distributed, init_distributed
+from .export import save_plain_model
+from .loop import autocast, fit
+from .metrics import mean_average_precision, topk_correct
+from .plots import write_plots
+from .run_dir import MetricsWriter, close_logger, make_logger, prepare_run_folder, write_config, write_final
+from .state import seed_everything
+
+
+def model_has_pathways(model: nn.Module) -> bool:
+    """Whether any layer of ``model`` carries a pathway (``m2pt.has_pathways`` looks at one module only)."""
+    return any(True for _ in iter_pathway_layers(model))
+
+
+def load_auxiliaries(paths: list[str]) -> list[nn.Module]:
+    """Read each auxiliary checkpoint (any layout ``m2pt.checkpoints.load_auxiliary`` knows)."""
+    from m2pt.checkpoints import load_auxiliary
+
+    missing = [p for p in paths if not Path(p).expanduser().exists()]
+    if missing:
+        raise FileNotFoundError(f"auxiliary checkpoint(s) not found: {', '.join(missing)}")
+    return [load_auxiliary(str(Path(p).expanduser())) for p in paths]
+
+
+def load_initial_weights(model: nn.Module, path: str) -> None:
+    """Start the target from ``path`` (``load_target_weights`` when available, else an m2pt file)."""
+    try:
+        from m2pt.checkpoints import load_target_weights  # type: ignore[attr-defined]
+    except ImportError:
+        from m2pt.io import load_tensor_file
+
+        state = load_tensor_file(path)
+        own = model.state_dict()
+        kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        missing = [k for k in own if k not in kept and not k.startswith("head")]
+        if missing:
+            raise ValueError(f"{path} does not fit the target model: {len(missing)} tensors missing or of another "
+                             f"shape, e.g. {missing[:5]}")
+        model.load_state_dict(kept, strict=False)
+        return
+    load_target_weights(model, path)
+
+
+def make_loss(config: TrainConfig, num_classes: int, multi_label: bool) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
+    """Cross-entropy with label smoothing, mixup/cutmix for images, or BCE for multi-label data."""
+    if multi_label:
+        return lambda model, x, y: F.binary_cross_entropy_with_logits(model(x), y.float())
+    if config.modality == "image" and (config.mixup > 0 or config.cutmix > 0):
+        from timm.data import Mixup
+        from timm.loss import SoftTargetCrossEntropy
+
+        mixup = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix,
+                      label_smoothing=config.label_smoothing, num_classes=num_classes)
+        soft_ce = SoftTargetCrossEntropy()
+
+        def mixed(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+            x, y = mixup(x, y)
+            return soft_ce(model(x), y)
+        return mixed
+    return lambda model, x, y: F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256,
+                   multi_label: bool = False, amp: bool = True) -> dict[str, float]:
+    """Test loss and top-1/top-5 accuracy (%), or mAP (%) for multi-label data."""
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    total, loss_sum, correct = 0, 0.0, {1: 0, 5: 0}
+    scores, labels = [], []
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        with autocast(device, amp):
+            logits = model(x).float()
+        if multi_label:
+            loss_sum += F.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum").item() / y.shape[1]
+            scores.append(logits.cpu())
+            labels.append(y.cpu())
+        else:
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            for k, n in topk_correct(logits, y).items():
+                correct[k] += n
+        total += y.shape[0]
+    model.train(was_training)
+    if multi_label:
+        return {"test_loss": loss_sum / total, "mAP": 100 * mean_average_precision(torch.cat(scores), torch.cat(labels))}
+    return {"test_loss": loss_sum / total, "top1": 100 * correct[1] / total, "top5": 100 * correct[5] / total}
+
+
+def predictions_match(model: nn.Module, merged: nn.Module, dataset: Dataset, device: torch.device,
+                      count: int = 64) -> dict[str, float]:
+    """Compare the pathway model and its merged form on ``count`` test inputs (eval mode, float32)."""
+    x = torch.stack([dataset[i][0] for i in range(min(count, len(dataset)))]).to(device)
+    model.eval()
+    merged.eval()
+    with torch.no_grad():
+        a, b = model(x).float(), merged(x).float()
+    return {"merge_max_abs_diff": (a - b).abs().max().item(),
+            "merge_same_predictions": float((a.argmax(1) == b.argmax(1)).float().mean().item())}
+
+
+def finetune(config: TrainConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+             info: Optional[DistInfo] = None) -> dict[str, Any]:
+    """Fine-tune per ``config``; write the run folder; return the final metrics.
+
+    Everything that can fail on bad input (output folder, data, checkpoints, pathway shapes)
+    is checked before the first step.
+
+    Returns:
+        Final metrics; ``{"finished": False, ...}`` when a signal stopped the run (resume it
+        with ``resume=True``).
+    """
+    own_dist = info is None
+    info = info or init_distributed(config.device)
+    try:
+        return _finetune(config, resume, overwrite, quiet, info)
+    finally:
+        if own_dist:
+            cleanup_distributed(info)
+
+
+def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, info: DistInfo) -> dict[str, Any]:
+    folder = prepare_run_folder(config.output, resume, overwrite) if info.is_main else Path(config.output)
+    logger = make_logger(folder if info.is_main else None, quiet or not info.is_main)
+    try:
+        train_set, test_set = build_split(config, "train"), build_split(config, "test")
+        num_classes = train_set.num_classes
+        multi_label = bool(getattr(train_set, "multi_label", False))
+        torch.manual_seed(config.seed)
+        model = build_model(config, num_classes, multi_label)
+        if config.init:
+            load_initial_weights(model, config.init)
+        if config.aux:
+            add_pathways(model, load_auxiliaries(config.aux), PathwayConfig.from_dict(config.pathway))
+        model.to(info.device)
+        seed_everything(config.seed + info.rank)
+        if info.is_main:
+            write_config(folder, {**config.to_dict(), "num_classes": num_classes, "multi_label": multi_label,
+                                  "world_size": info.world_size, "model_args": model.m2pt_model_args})
+            logger.info(f"fine-tuning {config.modality}/{config.preset} on {len(train_set)} items, "
+                        f"{num_classes} classes, {len(config.aux)} auxiliary model(s), device {info.device}, "
+                        f"{info.world_size} process(es)")
+            if model_has_pathways(model):
+                logger.info(str(pathway_summary(model)).split("\n")[2])
+
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            return evaluate_model(m, test_set, info.device, multi_label=multi_label, amp=config.amp)
+
+        result = fit(config, model, train_set, make_loss(config, num_classes, multi_label), info,
+                     folder if info.is_main else None, logger, evaluate, resume=resume, quiet=quiet)
+        if not result.finished:
+            return {"finished": False, "step": result.step, "stop_reason": result.stop_reason}
+        if not info.is_main:
+            return {"finished": True, "step": result.step}
+        return _finish(config, folder, model, test_set, info, logger)
+    finally:
+        close_logger(logger)
+
+
+def _finish(config: TrainConfig, folder: Path, model: nn.Module, test_set: Dataset, info: DistInfo,
+            logger: Any) -> dict[str, Any]:
+    """Merge, verify, save the plain model, plot, and write ``final_metrics.json`` (last)."""
+    records = MetricsWriter(folder).read()
+    final: dict[str, Any] = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"}}
+    plain = model
+    if model_has_pathways(model):
+        save_pathways(model, folder / "pathways.safetensors")
+        summary = pathway_summary(model)
+        final.update({f"scale_{k}": v for k, v in summary.scale_stats().items()})
+        final["pathway_layers"] = len(summary.layers)
+        plain = merge_pathways(model)
+        final.update(predictions_match(model, plain, test_set, info.device))
+    started = time.perf_counter()
+    save_plain_model(plain.cpu() if info.device.type != "cpu" else plain, folder / "model.safetensors",
+                     extra={"metrics": {k: final[k] for k in ("top1", "top5", "mAP") if k in final}})
+    logger.info(f"saved the plain model to {folder / 'model.safetensors'} ({time.perf_counter() - started:.1f} s)")
+    write_plots(folder, records)
+    write_final(folder, final)
+    logger.info(f"final: { {k: (round(v, 4) if isinstance(v, float) else v) for k, v in final.items()} }")
+    return final

@@ -1,0 +1,221 @@
+"""The training loop shared by fine-tuning and MAE pretraining (nanoGPT-style: one function).
+
+Data order comes from a ``DistributedSampler`` (also with one process), so the order of epoch
+``e`` depends only on ``seed`` and ``e``: a resumed run skips the batches it already did and
+continues with the RNG states saved at that point, which makes resume exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.auto import tqdm
+
+from m2pt.pathway import param_groups, pathway_scales
+
+from .config import TrainConfig
+from .distributed import DistInfo, all_reduce_any, barrier
+from .run_dir import CHECKPOINT, MetricsWriter
+from .schedule import lr_at, set_lr
+from .signals import StopRequest
+from .state import load_training_state, save_training_state, seed_everything, set_rng_state
+
+LossFn = Callable[[nn.Module, Any, Any], Tensor]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass
+class FitResult:
+    """How :func:`fit` ended."""
+
+    finished: bool
+    step: int
+    epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: Optional[str] = None
+
+
+def base_learning_rate(config: TrainConfig, world_size: int) -> float:
+    """``lr`` if given, else ``blr * global_batch / 256`` (the MAE convention)."""
+    if config.lr is not None:
+        return float(config.lr)
+    return config.blr * config.batch_size * config.accum_steps * world_size / 256
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, base_lr: float) -> torch.optim.AdamW:
+    """AdamW over ``m2pt.param_groups``: no decay on λ/bias/norm, layer-wise lr decay."""
+    groups = param_groups(model, weight_decay=config.weight_decay, layer_decay=config.layer_decay,
+                          scale_lr_mult=config.pathway.get("scale_lr_mult"))
+    for group in groups:
+        group["lr"] = base_lr * group["lr_scale"]
+    return torch.optim.AdamW(groups, lr=base_lr, betas=(0.9, 0.999))
+
+
+def epoch_batches(dataset: Dataset, config: TrainConfig, info: DistInfo, epoch: int) -> list[list[int]]:
+    """This rank's micro-batches (index lists) of one epoch, a whole number of optimiser steps."""
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=config.seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    indices = list(sampler)
+    batches = [indices[i:i + config.batch_size] for i in range(0, len(indices) - config.batch_size + 1,
+                                                               config.batch_size)]
+    if config.max_train_batches is not None:
+        batches = batches[:config.max_train_batches]
+    return batches[:len(batches) - len(batches) % config.accum_steps]
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; nothing on CPU (bf16 matmuls are slow there)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fit(
+    config: TrainConfig,
+    model: nn.Module,
+    train_set: Dataset,
+    compute_loss: LossFn,
+    info: DistInfo,
+    folder: Optional[Path],
+    logger: Any,
+    evaluate: Optional[EvalFn] = None,
+    resume: bool = False,
+    quiet: bool = False,
+    log_every: int = 10,
+) -> FitResult:
+    """Train ``model`` (pathways already attached) for ``config.epochs`` epochs.
+
+    Args:
+        config: Resolved options.
+        model: The plain model, on ``info.device``; wrapped in DDP here when distributed.
+        train_set: Training data; items are ``(input, target)``.
+        compute_loss: ``compute_loss(wrapped_model, inputs, targets) -> loss`` (mean over the batch).
+        info: Rank / world / device.
+        folder: Run folder (checkpoint, metrics); None writes nothing (rank > 0 writes nothing).
+        logger: A ``logging.Logger``.
+        evaluate: ``evaluate(model) -> metrics`` on the unwrapped model, run by rank 0 after epochs.
+        resume: Continue from ``folder/checkpoint.pt``.
+        quiet: No progress bars.
+        log_every: Steps between metric records.
+
+    Returns:
+        A :class:`FitResult`; ``finished`` is False when a signal (or ``interrupt_at_step``)
+        stopped the run after saving a checkpoint.
+    """
+    device = info.device
+    base_lr = base_learning_rate(config, info.world_size)
+    optimizer = build_optimizer(model, config, base_lr)
+    writes = folder is not None and info.is_main
+    checkpoint_path = folder / CHECKPOINT if folder is not None else None
+
+    start_epoch, skip_batches, step = 0, 0, 0
+    if resume and checkpoint_path is not None and checkpoint_path.is_file():
+        state = load_training_state(checkpoint_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, skip_batches, step = state["epoch"], state["batch_in_epoch"], state["step"]
+        if info.is_main:
+            set_rng_state(state["rng"])
+        else:
+            seed_everything(config.seed + info.rank + 1000 * step)
+        logger.info(f"resumed from {checkpoint_path} at epoch {start_epoch}, batch {skip_batches}, step {step}")
+    metrics = MetricsWriter(folder, resume_step=step if resume else None) if writes else None
+
+    wrapped: nn.Module = model
+    if info.enabled:
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    steps_per_epoch = len(epoch_batches(train_set, config, info, 0)) // config.accum_steps
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the training set ({len(train_set)} items) gives no full step of batch_size={config.batch_size} x "
+            f"accum_steps={config.accum_steps} x {info.world_size} process(es); lower the batch size")
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+    history: list[dict[str, Any]] = []
+
+    def save(epoch: int, batch_in_epoch: int) -> None:
+        if writes:
+            save_training_state(checkpoint_path, model, optimizer, epoch, batch_in_epoch, step,
+                                extra={"config": config.to_dict()})
+        barrier(info)
+
+    with StopRequest() as stop:
+        for epoch in range(start_epoch, config.epochs):
+            batches = epoch_batches(train_set, config, info, epoch)
+            first = skip_batches if epoch == start_epoch else 0
+            wrapped.train()
+            losses: list[float] = []
+            started = time.perf_counter()
+            bar = tqdm(total=len(batches) // config.accum_steps, initial=first // config.accum_steps,
+                       desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet or not info.is_main,
+                       leave=False, dynamic_ncols=True)
+            for start in range(first, len(batches), config.accum_steps):
+                lr = lr_at(step, total_steps, warmup_steps, base_lr, config.min_lr)
+                set_lr(optimizer, lr)
+                step_loss = 0.0
+                for micro in range(config.accum_steps):
+                    indices = batches[start + micro]
+                    inputs, targets = _to_device(_collate(train_set, indices), device)
+                    sync = micro == config.accum_steps - 1 or not info.enabled
+                    with (contextlib.nullcontext() if sync else wrapped.no_sync()), autocast(device, config.amp):
+                        loss = compute_loss(wrapped, inputs, targets) / config.accum_steps
+                    loss.backward()
+                    step_loss += loss.item()
+                if not math.isfinite(step_loss):
+                    raise FloatingPointError(f"loss is {step_loss} at step {step}; lower the learning rate")
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                losses.append(step_loss)
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+                if metrics is not None and (step % log_every == 0 or step == 1):
+                    metrics.write({"step": step, "epoch": epoch + (start + config.accum_steps) / len(batches),
+                                   "loss": step_loss, "lr": lr, "scales": pathway_scales(model)})
+                stop_now = stop.requested or (config.interrupt_at_step is not None
+                                              and step == config.interrupt_at_step)
+                if all_reduce_any(stop_now, info):
+                    bar.close()
+                    save(epoch, start + config.accum_steps)
+                    reason = stop.signal_name or "interrupt_at_step"
+                    logger.info(f"stopped by {reason} at step {step}; checkpoint saved to {checkpoint_path}")
+                    return FitResult(False, step, epoch, history, reason)
+            bar.close()
+            record: dict[str, Any] = {
+                "step": step, "epoch": epoch + 1, "train_loss": sum(losses) / max(1, len(losses)),
+                "epoch_seconds": time.perf_counter() - started, "scales": pathway_scales(model)}
+            last = epoch + 1 == config.epochs
+            if evaluate is not None and info.is_main and (last or (config.eval_every and
+                                                                  (epoch + 1) % config.eval_every == 0)):
+                record.update(evaluate(model))
+            history.append(record)
+            if metrics is not None:
+                metrics.write(record)
+            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if k != "scales"}
+            logger.info(f"epoch {epoch + 1}/{config.epochs} {shown}")
+            save(epoch + 1, 0)
+    return FitResult(True, step, config.epochs, history)
+
+
+def _collate(dataset: Dataset, indices: list[int]) -> tuple[Tensor, Tensor]:
+    items = [dataset[i] for i in indices]
+    return torch.utils.data.default_collate(items)

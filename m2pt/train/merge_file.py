@@ -1,0 +1,39 @@
+"""Merge a saved pathway model (``pathways.safetensors``) into a plain model file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from m2pt.pathway import load_pathways, merge_pathways
+
+from .export import save_plain_model
+
+
+def merge_pathway_file(pathways: str | Path, output: str | Path, model_args_file: Optional[str | Path] = None) -> Path:
+    """Rebuild the target from its recorded ``model_args``, load the pathways, merge, save.
+
+    Args:
+        pathways: A ``pathways.safetensors`` file or the run folder holding it.
+        output: Where to write the plain model (``.safetensors``).
+        model_args_file: JSON with ``model_args`` (default: the run's ``config.json``).
+
+    Raises:
+        FileNotFoundError: the pathway file or the model arguments are missing.
+    """
+    from m2pt.models import create_model_from_args
+
+    pathways = Path(pathways)
+    if pathways.is_dir():
+        pathways = pathways / "pathways.safetensors"
+    if not pathways.is_file():
+        raise FileNotFoundError(f"pathway file {pathways} does not exist")
+    args_file = Path(model_args_file) if model_args_file else pathways.parent / "config.json"
+    if not args_file.is_file():
+        raise FileNotFoundError(f"{args_file} with the target's model_args does not exist; pass --config")
+    model_args = json.loads(args_file.read_text()).get("model_args")
+    if not model_args:
+        raise ValueError(f"{args_file} has no 'model_args'")
+    model = load_pathways(create_model_from_args(model_args), pathways)
+    return save_plain_model(merge_pathways(model, inplace=True), output)
