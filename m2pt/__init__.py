@@ -33,10 +33,13 @@ from .checkpoints import (
 )
 
 from .models import FbankTransform, SpecAugment, compute_fbank_stats, create_model, create_model_from_args
+from .train import RECIPES, TrainConfig, finetune, recipe
+from .train.mae import pretrain
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RECIPES", "TrainConfig", "finetune", "pretrain", "recipe",
     "FbankTransform", "SpecAugment", "compute_fbank_stats", "create_model", "create_model_from_args",
     "AuxiliaryModel", "LoadReport", "builtin_checkpoint_path", "load_auxiliary", "load_model",
     "load_target_weights", "save_model",
