@@ -16,7 +16,7 @@ EXAMPLES = {
     "finetune": "examples:\n  m2pt finetune --modality image --output runs/plain\n"
                 "  m2pt finetune --modality image --aux runs/point_mae/encoder.safetensors --output runs/m2pt\n"
                 "  m2pt finetune --recipe image --data /data/imagenet --aux pointmae_pretrain.pth "
-                "--init mae_finetuned_vit_base.pth --output runs/in1k\n"
+                "--init mae_pretrain_vit_base.pth --output runs/in1k\n"
                 "  m2pt finetune --output runs/m2pt --resume",
     "merge": "examples:\n  m2pt merge runs/m2pt/pathways.safetensors merged.safetensors\n  m2pt merge runs/m2pt out.safetensors",
     "evaluate": "examples:\n  m2pt evaluate runs/m2pt/model.safetensors\n"
