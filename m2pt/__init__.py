@@ -22,9 +22,24 @@ from .pathway import (
     save_pathways,
 )
 
+from .checkpoints import (
+    AuxiliaryModel,
+    LoadReport,
+    builtin_checkpoint_path,
+    load_auxiliary,
+    load_model,
+    load_target_weights,
+    save_model,
+)
+
+from .models import FbankTransform, SpecAugment, compute_fbank_stats, create_model, create_model_from_args
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "FbankTransform", "SpecAugment", "compute_fbank_stats", "create_model", "create_model_from_args",
+    "AuxiliaryModel", "LoadReport", "builtin_checkpoint_path", "load_auxiliary", "load_model",
+    "load_target_weights", "save_model",
     "PathwayConfig", "PathwayError", "PathwaySummary", "add_pathways", "has_pathways", "load_pathways",
     "merge_pathways", "param_groups", "pathway_scales", "pathway_summary", "save_pathways",
 ]

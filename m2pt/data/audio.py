@@ -12,8 +12,9 @@ Labels are class names, or AudioSet machine ids (``mid``) when a class-index CSV
 (``index,mid,display_name``, e.g. ``class_labels_indices.csv``) is given; then ``classes``
 holds the display names in index order.
 
-Audio is decoded with PyAV (any format FFmpeg reads), downmixed to mono and resampled to
-16 kHz by FFmpeg's resampler, then cut or zero-padded at the end to ``clip_seconds``.
+Audio is decoded with PyAV (any format FFmpeg reads), resampled to 16 kHz by FFmpeg's
+resampler, downmixed to mono by averaging the channels, then cut or zero-padded at the end to
+``clip_seconds``.
 """
 
 from __future__ import annotations
@@ -50,14 +51,16 @@ def decode_audio(path: PathLike | BinaryIO, sample_rate: int = SAMPLE_RATE) -> n
     with av.open(path if hasattr(path, "read") else str(path)) as container:
         if not container.streams.audio:
             raise ValueError("no audio stream")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # Planar float keeps the channels apart ([channels, samples] arrays); they are averaged
+        # here because FFmpeg's own mono downmix scales by -3 dB instead of averaging.
+        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         chunks = []
         for frame in container.decode(audio=0):
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
-    if not chunks or sum(len(c) for c in chunks) == 0:
+            chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+        chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+    if not chunks or sum(c.shape[1] for c in chunks) == 0:
         raise ValueError("no audio samples decoded")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    return np.concatenate(chunks, axis=1).mean(axis=0).astype(np.float32, copy=False)
 
 
 def fit_length(waveform: np.ndarray, num_samples: int, offset: int = 0) -> np.ndarray:

@@ -96,8 +96,9 @@ class PointTransformer(TimmApiMixin, nn.Module):
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, embed_dim))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.blocks = build_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        # Point-MAE uses torch's default LayerNorm eps (1e-5); the image/video/audio codebases use 1e-6
+        self.blocks = build_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate, norm_eps=1e-5)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-5)
         self.head = self._make_head(num_classes)
 
         self.apply(init_transformer_weights)

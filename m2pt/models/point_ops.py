@@ -39,19 +39,17 @@ def farthest_point_sample(
     batch, num_points, _ = points.shape
     if num_samples > num_points:
         raise ValueError(f"cannot sample {num_samples} points from clouds of {num_points} points")
-    xyz = points.float()
+    xyz = points.float().transpose(1, 2).contiguous()  # [B, 3, N]: the distance is a sum of 3 rows
     if generator is None:
         farthest = torch.zeros(batch, dtype=torch.long, device=points.device)
     else:
         farthest = torch.randint(num_points, (batch,), generator=generator, device=generator.device).to(points.device)
     indices = torch.empty(batch, num_samples, dtype=torch.long, device=points.device)
     min_sq_dist = torch.full((batch, num_points), float("inf"), device=points.device)
-    batch_index = torch.arange(batch, device=points.device)
     for i in range(num_samples):
         indices[:, i] = farthest
-        picked = xyz[batch_index, farthest]
-        sq_dist = (xyz - picked[:, None, :]).square().sum(-1)
-        min_sq_dist = torch.minimum(min_sq_dist, sq_dist)
+        picked = torch.gather(xyz, 2, farthest[:, None, None].expand(-1, 3, 1))
+        torch.minimum(min_sq_dist, (xyz - picked).square_().sum(1), out=min_sq_dist)
         farthest = min_sq_dist.argmax(-1)
     return indices
 

@@ -1,9 +1,10 @@
 """Pieces shared by the video, point and audio models: the timm block stack, init, and the timm model API."""
+from functools import partial
 from typing import Dict, List, Optional, Set, Tuple, Union
 
 import torch
 from torch import nn
-from timm.layers import trunc_normal_
+from timm.layers import LayerNorm, trunc_normal_
 from timm.models.vision_transformer import Block
 
 __all__ = ["build_blocks", "init_transformer_weights", "TimmApiMixin"]
@@ -18,8 +19,9 @@ def build_blocks(
         drop_path_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         proj_drop_rate: float = 0.0,
+        norm_eps: float = 1e-6,
 ) -> nn.Sequential:
-    """`depth` timm `Block`s (pre-norm, LayerNorm eps 1e-6) with linearly increasing stochastic depth.
+    """`depth` timm `Block`s (pre-norm LayerNorm) with linearly increasing stochastic depth.
 
     Raises:
         ValueError: If `embed_dim` is not divisible by `num_heads`.
@@ -36,6 +38,7 @@ def build_blocks(
             attn_drop=attn_drop_rate,
             proj_drop=proj_drop_rate,
             drop_path=rate,
+            norm_layer=partial(LayerNorm, eps=norm_eps),
         )
         for rate in drop_path_rates
     ])
@@ -71,11 +74,8 @@ class TimmApiMixin:
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Union[str, List]]:
-        """Parameter groups for layer-wise lr decay, as in timm's `VisionTransformer`."""
-        return dict(
-            stem=self._stem_regex,
-            blocks=r"^blocks\.(\d+)" if coarse else [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
-        )
+        """Parameter groups for layer-wise lr decay, identical to timm's `VisionTransformer` (`coarse` unused)."""
+        return dict(stem=self._stem_regex, blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:

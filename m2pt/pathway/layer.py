@@ -12,6 +12,39 @@ import torch
 from torch import Tensor, nn
 
 
+class _AddScaled(torch.autograd.Function):
+    """``base + scale * aux`` as one kernel forward and at most one kernel per input backward.
+
+    The autograd graph has one node per pathway instead of a multiply and an add, and the
+    gradient of a scalar λ is a single dot product, without a weight-sized temporary.
+    """
+
+    @staticmethod
+    def forward(ctx, base: Tensor, scale: Tensor, aux: Tensor) -> Tensor:
+        ctx.save_for_backward(scale, aux)
+        return torch.addcmul(base, scale, aux)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        scale, aux = ctx.saved_tensors
+        grad_base = grad if ctx.needs_input_grad[0] else None
+        grad_scale = grad_aux = None
+        if ctx.needs_input_grad[1]:
+            if scale.dim() == 0:
+                grad_scale = torch.dot(grad.reshape(-1), aux.reshape(-1).to(grad.dtype)).to(scale.dtype)
+            else:
+                dims = tuple(i for i in range(grad.dim()) if scale.shape[i] == 1)
+                grad_scale = (grad * aux).sum(dim=dims, keepdim=True).to(scale.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_aux = (grad * scale).to(aux.dtype)
+        return grad_base, grad_scale, grad_aux
+
+
+def add_scaled(base: Tensor, scale: Tensor, aux: Tensor) -> Tensor:
+    """``base + scale * aux`` with the gradients of all three (see :class:`_AddScaled`)."""
+    return _AddScaled.apply(base, scale, aux)
+
+
 def _format_scale(scale: Tensor) -> str:
     value = scale.detach().float()
     if value.numel() == 1:
@@ -58,7 +91,7 @@ class Pathway(nn.Module):
         return self.scale.dim() > 0
 
     def forward(self, weight: Tensor) -> Tensor:
-        return weight + self.scale * self.aux_weight
+        return add_scaled(weight, self.scale, self.aux_weight)
 
     def delta(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """``λ W'`` computed in ``dtype`` (float32 for merging), without autograd."""
@@ -99,7 +132,7 @@ class BiasPathway(nn.Module):
         return self._weight_pathway[0].aux_index
 
     def forward(self, bias: Tensor) -> Tensor:
-        return bias + self.scale * self.aux_bias
+        return add_scaled(bias, self.scale, self.aux_bias)
 
     def delta(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """``λ b'`` computed in ``dtype``, without autograd."""

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from checkpoint_layouts import (
+from .checkpoint_layouts import (
     DEPTH, HIDDEN, WIDTH, bert_state_dict, expected_bert_linears, expected_linears, mae_checkpoint,
     pointmae_checkpoint, save, small_vit, videomae_state_dict,
 )
@@ -148,6 +148,17 @@ def test_forced_format():
         load_auxiliary(vit_sd, format="vit")
 
 
+def test_pointmae_at_width_768_has_6_heads():
+    width = 768
+    state_dict = {}
+    for name, shape in (("attn.qkv", (3 * width, width)), ("attn.proj", (width, width)),
+                        ("mlp.fc1", (4 * width, width)), ("mlp.fc2", (width, 4 * width))):
+        state_dict[f"module.MAE_encoder.blocks.blocks.0.{name}.weight"] = torch.zeros(shape)
+    aux = load_auxiliary({"base_model": state_dict})
+    assert (aux.source_format, aux.embed_dim, aux.num_heads) == ("pointmae", 768, 6)
+    assert load_auxiliary(pointmae_checkpoint()).num_heads is None  # width 32: unknown
+
+
 def test_repr_is_readable():
     text = repr(load_auxiliary(pointmae_checkpoint()))
     assert "source_format='pointmae'" in text and "depth=2" in text and "embed_dim=32" in text
@@ -158,7 +169,7 @@ def test_repr_is_readable():
 # ---- bad input -----------------------------------------------------------------------------
 
 def test_unknown_layout_lists_keys_and_layouts():
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(CheckpointError) as info:  # a ValueError
         load_auxiliary({"features.0.weight": torch.zeros(3), "classifier.weight": torch.zeros(2)})
     message = str(info.value)
     assert "features.0.weight" in message and "unknown checkpoint layout" in message

@@ -57,7 +57,7 @@ def find_fashion_mnist_folder(folder: PathLike | None = None) -> Path:
     """
     candidates = [Path(folder)] if folder is not None else [*KNOWN_FOLDERS, *_dpkg_listed_folders()]
     for candidate in candidates:
-        if all(_idx_file(candidate, stem) is not None
+        if all(idx_file(candidate, stem) is not None
                for stems in IDX_STEMS.values() for stem in stems):
             return candidate
     raise MissingSystemPackageError(
@@ -65,7 +65,8 @@ def find_fashion_mnist_folder(folder: PathLike | None = None) -> Path:
         f"Install them with: sudo apt-get install {DEBIAN_PACKAGE}")
 
 
-def _idx_file(folder: Path, stem: str) -> Path | None:
+def idx_file(folder: Path, stem: str) -> Path | None:
+    """Return ``folder/stem.gz`` or ``folder/stem``, whichever exists, else ``None``."""
     for name in (stem + ".gz", stem):
         if (folder / name).is_file():
             return folder / name
@@ -96,8 +97,8 @@ def generate_fashion_mnist(destination: Path, train_size: int | None, test_size:
     sizes = {"train": train_size, "test": test_size}
     for split in tqdm(("train", "test"), desc="Fashion-MNIST subset", unit="split"):
         image_stem, label_stem = IDX_STEMS[split]
-        images = read_idx(_idx_file(source, image_stem))
-        labels = read_idx(_idx_file(source, label_stem)).astype(np.int64)
+        images = read_idx(idx_file(source, image_stem))
+        labels = read_idx(idx_file(source, label_stem)).astype(np.int64)
         keep = stratified_subset(labels, sizes[split], seed)
         np.save(destination / f"{split}_images.npy", images[keep])
         np.save(destination / f"{split}_labels.npy", labels[keep])

@@ -50,10 +50,14 @@ def load_digit_images(source: str, split: str, seed: int) -> tuple[np.ndarray, n
         keep = order[:cut] if split == "train" else order[cut:]
         return digits.images[keep] / 16.0, digits.target[keep], [str(d) for d in range(10)]
     if source == "fashion_mnist":
-        from m2pt.data.builtin.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNISTDataset
+        from m2pt.data.builtin.fashion_mnist import (FASHION_MNIST_CLASSES, IDX_STEMS,
+                                                     find_fashion_mnist_folder, idx_file)
+        from m2pt.data.builtin.idx import read_idx
 
-        subset = FashionMNISTDataset(split, seed=seed, train_size=None, test_size=None)
-        return subset.images.numpy() / 255.0, np.asarray(subset.targets), FASHION_MNIST_CLASSES
+        folder = find_fashion_mnist_folder()
+        image_stem, label_stem = IDX_STEMS[split]
+        images = read_idx(idx_file(folder, image_stem)) / 255.0
+        return images, read_idx(idx_file(folder, label_stem)).astype(np.int64), FASHION_MNIST_CLASSES
     raise DatasetError(f"digit_source must be 'sklearn' or 'fashion_mnist', got '{source}'")
 
 

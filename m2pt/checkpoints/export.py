@@ -1,0 +1,199 @@
+"""Export a (merged) model as safetensors plus a small JSON config, and load it back.
+
+Layout on disk::
+
+    save_model(model, "run/vit.safetensors")  ->  run/vit.safetensors + run/vit.json
+    save_model(model, "run/final")            ->  run/final/model.safetensors + run/final/config.json
+
+The weights file holds exactly ``model.state_dict()``, so a merged image model also loads
+into plain timm without this package::
+
+    timm.create_model(arch, pretrained=True, num_classes=10,
+                      pretrained_cfg_overlay=dict(file="run/vit.safetensors", num_classes=10))
+
+(``num_classes`` goes in the overlay too: timm drops a classifier whose size differs from
+the one its pretrained config declares.)
+
+The config records how to rebuild the model: ``m2pt.models.create_model(**model_args)``
+(``builder="m2pt"``) or ``timm.create_model(timm_architecture, **model_args)``
+(``builder="timm"``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch import nn
+
+from ..io import PathLike, atomic_write_json, load_tensor_file, save_safetensors
+from .formats import M2PT_METADATA_KEY, CheckpointError
+
+CONFIG_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def export_paths(path: PathLike) -> tuple[Path, Path]:
+    """``(weights, config)`` paths for ``path``: a ``.safetensors`` file or a directory."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return path, path.with_suffix(".json")
+    if path.is_dir() or not path.suffix:
+        return path / WEIGHTS_NAME, path / CONFIG_NAME
+    raise CheckpointError(
+        f"save_model writes safetensors: name the file '*.safetensors' or pass a directory, got {path}.")
+
+
+def _timm_architecture(model: nn.Module) -> str | None:
+    pretrained_cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(pretrained_cfg, Mapping):
+        return pretrained_cfg.get("architecture")
+    return None
+
+
+def _summary(model: nn.Module) -> dict[str, Any]:
+    """Width, depth and heads of a ViT-like model (what an auxiliary loader wants to know)."""
+    summary: dict[str, Any] = {"num_parameters": sum(p.numel() for p in model.parameters())}
+    blocks = getattr(model, "blocks", None)
+    if isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks):
+        summary["depth"] = len(blocks)
+        attn = getattr(blocks[0], "attn", None)
+        qkv = getattr(attn, "qkv", None)
+        if isinstance(qkv, nn.Linear):
+            summary["embed_dim"] = qkv.in_features
+        if isinstance(getattr(attn, "num_heads", None), int):
+            summary["num_heads"] = attn.num_heads
+    return summary
+
+
+def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | None = None) -> Path:
+    """Save a plain (merged) model as safetensors with a JSON config beside it.
+
+    Args:
+        model: The model. Pathways must be merged first (``m2pt.merge_pathways``).
+        path: ``*.safetensors`` (config at ``<stem>.json``) or a directory
+            (``model.safetensors`` + ``config.json``).
+        config: Build arguments: for an m2pt model the keyword arguments of
+            ``m2pt.models.create_model`` (default: ``model.m2pt_model_args``); for a timm
+            model the keyword arguments of ``timm.create_model`` besides the architecture
+            (e.g. ``img_size``, ``num_classes``).
+
+    Returns:
+        The path of the weights file.
+
+    Raises:
+        ValueError: the model has unmerged pathways, or the build arguments are not JSON.
+    """
+    state_dict = model.state_dict()
+    unmerged = next((k for k in state_dict if ".parametrizations." in k), None)
+    if unmerged is not None:
+        raise CheckpointError(
+            f"The model still has unmerged pathways ({unmerged!r}). Call m2pt.merge_pathways(model) first to "
+            "save a plain model, or m2pt.save_pathways to save the pathway state for later training.")
+
+    m2pt_args = getattr(model, "m2pt_model_args", None)
+    architecture = _timm_architecture(model)
+    model_args = dict(config) if config is not None else (dict(m2pt_args) if m2pt_args is not None else {})
+    if m2pt_args is not None or (config is not None and architecture is None):
+        builder = "m2pt"
+    elif architecture is not None:
+        builder = "timm"
+    else:
+        builder = None
+    document = {
+        "m2pt_config_version": CONFIG_VERSION,
+        "builder": builder,
+        "model_args": model_args,
+        "timm_architecture": architecture,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "summary": _summary(model),
+    }
+    try:
+        encoded = json.dumps(document, sort_keys=True)
+    except TypeError as exc:
+        raise CheckpointError(f"The build arguments of the model are not JSON-serialisable ({exc}): {model_args!r}") from exc
+
+    weights_path, config_path = export_paths(path)
+    document["weights"] = weights_path.name
+    save_safetensors(state_dict, weights_path, metadata={"format": "pt", M2PT_METADATA_KEY: encoded})
+    atomic_write_json(config_path, document)
+    return weights_path
+
+
+def _find_config(path: Path) -> tuple[Path, Path]:
+    if path.is_dir():
+        return path / WEIGHTS_NAME, path / CONFIG_NAME
+    if path.suffix == ".json":
+        return path.with_suffix(".safetensors"), path
+    config_path = path.with_suffix(".json")
+    if not config_path.is_file() and (path.parent / CONFIG_NAME).is_file():
+        config_path = path.parent / CONFIG_NAME
+    return path, config_path
+
+
+def read_export_config(path: PathLike) -> dict[str, Any]:
+    """The JSON config of an exported model (``path``: weights file, config file or directory).
+
+    Raises:
+        FileNotFoundError: no config beside the weights.
+        ValueError: the config is not the JSON that :func:`save_model` writes.
+    """
+    _, config_path = _find_config(Path(path))
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"No model config at {config_path}: load_model needs the JSON that save_model writes beside the "
+            "weights. To load bare weights, build the model yourself and use m2pt.checkpoints.load_target_weights.")
+    try:
+        document = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{config_path} is not valid JSON ({exc}); re-export the model with save_model.") from exc
+    if not isinstance(document, dict) or "builder" not in document or not isinstance(document.get("model_args"), dict):
+        raise CheckpointError(
+            f"{config_path} is not an m2pt model config (expected the keys 'builder' and 'model_args' that "
+            "save_model writes).")
+    return document
+
+
+def load_model(path: PathLike) -> nn.Module:
+    """Rebuild a model saved by :func:`save_model` and load its weights (strictly).
+
+    Args:
+        path: The ``.safetensors`` file, its ``.json`` config, or the export directory.
+
+    Returns:
+        The model, in the mode its builder leaves it (training mode for timm and m2pt).
+
+    Raises:
+        FileNotFoundError: weights or config missing.
+        ValueError: garbled config, no way to rebuild the model, or weights that do not fit.
+        ImportError: the m2pt model zoo (``m2pt.models``) is unavailable for an m2pt model.
+    """
+    weights_path, config_path = _find_config(Path(path))
+    document = read_export_config(path)
+    builder, model_args = document["builder"], document["model_args"]
+    if builder == "m2pt":
+        try:
+            from m2pt.models import create_model
+        except ImportError as exc:
+            raise ImportError(
+                f"{config_path} describes an m2pt model, but m2pt.models.create_model cannot be imported: {exc}") from exc
+        model = create_model(**model_args)
+    elif builder == "timm":
+        import timm
+
+        model = timm.create_model(document["timm_architecture"], pretrained=False, **model_args)
+    else:
+        raise CheckpointError(
+            f"{config_path} records no way to rebuild the model (builder={builder!r}, class "
+            f"{document.get('model_class')!r}). Build it yourself and load the weights with "
+            "m2pt.checkpoints.load_target_weights(model, path, strict=True).")
+
+    state_dict = load_tensor_file(weights_path)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"The weights in {weights_path} do not fit the model rebuilt from {config_path}:\n{exc}") from exc
+    return model
