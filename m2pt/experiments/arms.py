@@ -78,14 +78,16 @@ LAMBDA_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def lambda_arms(aux_modality: str, options: tuple[str, ...]) -> list[Arm]:
-    """For each λ option: the pathway from ``aux_modality`` and its random control with the same option."""
+def lambda_arms(aux_modality: str, options: tuple[str, ...], controls: tuple[str, ...] = ()) -> list[Arm]:
+    """For each λ option: the pathway from ``aux_modality``, and for those in ``controls`` also
+    its random control with the same option."""
     arms = []
     for option in options:
         pathway = LAMBDA_OPTIONS[option]
         arms.append(Arm(f"aux-{aux_modality}-{option}", f"mae:{aux_modality}", dict(pathway), group="lambda",
                         description=f"pathway from {aux_modality} MAE, {pathway}"))
-        arms.append(random_arm(aux_modality, pathway, suffix=f"-{option}", group="lambda"))
+        if option in controls:
+            arms.append(random_arm(aux_modality, pathway, suffix=f"-{option}", group="lambda"))
     return arms
 
 

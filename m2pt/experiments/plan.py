@@ -98,18 +98,22 @@ def _arms_for(profile: Profile, setting: str, modality: str) -> list[Arm]:
         control = CONTROL_AUX[modality] if CONTROL_AUX[modality] in others else (others[0] if others else None)
         if control is not None:
             arms.append(random_arm(control))
-    if modality in profile.minilm_targets:
-        arms += [SMALL_BASELINE, SMALL_MINILM, SMALL_RANDOM_MINILM]
-    if modality == "image" and profile.ablation_aux != "image":
+    minilm_targets = profile.minilm_targets if setting == "scratch" else profile.minilm_mae_targets
+    if modality in minilm_targets:
+        arms += [SMALL_BASELINE, SMALL_MINILM]
+        if modality in profile.minilm_control_targets:
+            arms.append(SMALL_RANDOM_MINILM)
+    if modality == "image" and modality in profile.targets and profile.ablation_aux != "image":
         if profile.ablations and setting == "mae":
             arms += ablation_arms(profile.ablation_aux)
         if profile.lambda_options and setting == "scratch":
-            arms += lambda_arms(profile.ablation_aux, profile.lambda_options)
-    needed = {a.name for a in arms}
-    for arm in list(arms):
-        if arm.aux and arm.aux.startswith(("mae:", "random:mae:")) and arm.baseline not in needed and arm.baseline:
+            arms += lambda_arms(profile.ablation_aux, profile.lambda_options, profile.lambda_controls)
+    arms = _unique(arms)
+    planned = {a.name for a in arms}
+    for arm in arms:
+        if arm.baseline and arm.baseline not in planned:
             raise ValueError(f"arm {arm.name} compares with {arm.baseline}, which is not planned")
-    return _unique(arms)
+    return arms
 
 
 def _unique(arms: Iterable[Arm]) -> list[Arm]:
@@ -141,7 +145,7 @@ def build_plan(profile: Profile, seeds: Optional[Sequence[int]] = None,
     runs: list[RunSpec] = []
     for seed in seeds:
         for setting in profile.settings:
-            for modality in dict.fromkeys(profile.targets + profile.minilm_targets):
+            for modality in dict.fromkeys(profile.targets + profile.minilm_targets + profile.minilm_mae_targets):
                 for arm in _arms_for(profile, setting, modality):
                     runs.append(RunSpec(setting, modality, arm, seed, profile.finetune_options(modality, arm.preset)))
     if only:
