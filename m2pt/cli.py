@@ -55,6 +55,8 @@ def _add_training_arguments(p: argparse.ArgumentParser, task: str) -> None:
     g.add_argument("--device", help="auto (default), cpu, cuda")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
     g.add_argument("--max-train-batches", type=int, help="cap batches per epoch (quick runs)")
+    g.add_argument("--cache-data", action="store_true", default=None,
+                   help="keep inputs in memory after the first read (e.g. audio fbank)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int)
     o.add_argument("--batch-size", type=int, help="per process and micro-step")

@@ -35,6 +35,7 @@ class TrainConfig:
         eval_every: Evaluate every N epochs (0: only at the end).
         seed, device, amp: Run environment (amp: bf16 autocast on CUDA).
         max_train_batches: Cap on batches per epoch (tests, quick runs).
+        cache_data: Keep inputs in memory after their first read (audio fbank; not with random augmentation).
         interrupt_at_step: Behave as if SIGTERM arrived at this global step (tests).
     """
 
@@ -71,6 +72,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     max_train_batches: Optional[int] = None
+    cache_data: bool = False
     interrupt_at_step: Optional[int] = None
 
     def __post_init__(self) -> None:

@@ -38,7 +38,9 @@ def build_split(config: TrainConfig, split: str) -> Dataset:
     options = dict(config.data_options)
     if config.modality == "audio" and "transform" not in options:
         options["transform"] = audio_transform(model_input_kwargs(config), config.spec_augment, split == "train")
-    return build_dataset(config.modality, config.data, split, **options)
+    dataset = build_dataset(config.modality, config.data, split, **options)
+    augmenting = split == "train" and config.modality == "audio" and config.spec_augment
+    return CachedDataset(dataset) if config.cache_data and not augmenting else dataset
 
 
 def build_model(config: TrainConfig, num_classes: int, multi_label: bool = False) -> nn.Module:
@@ -51,3 +53,22 @@ def build_model(config: TrainConfig, num_classes: int, multi_label: bool = False
     if config.modality == "audio" and multi_label:
         overrides.setdefault("multi_label", True)
     return create_model(config.modality, config.preset, num_classes=num_classes, **overrides)
+
+
+class CachedDataset(Dataset):
+    """Keeps each item after its first read (for deterministic, costly transforms such as fbank)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self._items: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        if index not in self._items:
+            self._items[index] = self.dataset[index]
+        return self._items[index]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["dataset"], name)

@@ -37,13 +37,16 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
     """Run the demo into ``output`` and return its numbers (also printed as a table)."""
     root = Path(output)
     started = time.perf_counter()
-    aux_epochs, epochs, train_size = (2, 1, 2000) if quick else (8, 3, 12000)
+    aux_epochs, epochs, train_size = (2, 1, 2000) if quick else (6, 3, 12000)
     aux_config = TrainConfig(
         task="pretrain", modality="audio", preset="tiny", output=str(root / "aux_audio_mae"),
         data_options={"train_size": 800, "test_size": 200}, epochs=aux_epochs, batch_size=32, lr=1e-3,
-        warmup_epochs=1, mask_ratio=0.8, decoder_dim=128, decoder_depth=2, min_lr=1e-5, seed=seed)
+        warmup_epochs=1, mask_ratio=0.8, decoder_dim=128, decoder_depth=2, min_lr=1e-5, seed=seed,
+        cache_data=True)
     print(f"[1/3] MAE-pretraining the auxiliary audio model ({aux_epochs} epochs on generated spoken digits)")
     aux_result = pretrain(aux_config, overwrite=overwrite, quiet=quiet)
+    if not aux_result["finished"]:
+        return _stopped(aux_result)
     aux_path = str(root / "aux_audio_mae" / ENCODER_FILE)
 
     base = TrainConfig(
@@ -52,10 +55,14 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
         min_lr=1e-5, seed=seed)
     print(f"[2/3] fine-tuning the image ViT without pathways ({epochs} epochs on {train_size} Fashion-MNIST images)")
     plain = finetune(base.replace(output=str(root / "image_plain")), overwrite=overwrite, quiet=quiet)
+    if not plain["finished"]:
+        return _stopped(plain)
     print("[3/3] fine-tuning the same ViT with pathways from the audio model (same data order and budget)")
     m2pt_run = finetune(base.replace(output=str(root / "image_m2pt"), aux=[aux_path]), overwrite=overwrite,
                         quiet=quiet)
 
+    if not m2pt_run["finished"]:
+        return _stopped(m2pt_run)
     plain_model = load_plain_model(root / "image_plain" / "model.safetensors")
     merged_model = load_plain_model(root / "image_m2pt" / "model.safetensors")
     x = torch.randn(256, *merged_model.pretrained_cfg["input_size"])
@@ -70,6 +77,11 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
         "total_seconds": time.perf_counter() - started,
     }
     print(format_table(result))
+    return result
+
+
+def _stopped(result: dict[str, Any]) -> dict[str, Any]:
+    print(f"demo stopped ({result.get('stop_reason')}); run `m2pt demo` again to start over")
     return result
 
 

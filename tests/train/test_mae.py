@@ -1,0 +1,67 @@
+"""MAE pretraining output is an auxiliary checkpoint that pairs with a target."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import m2pt
+from m2pt.checkpoints import load_auxiliary
+from m2pt.models import create_model
+from m2pt.train.mae import pretrain
+from m2pt.train.mae_model import MaskedAutoencoder, chamfer_l2, patchify_2d, patchify_3d
+
+from .conftest import TINY_MODEL, tiny_config
+
+
+def test_patchify_matches_the_tokenizer_order():
+    image = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    patches = patchify_2d(image, 2)
+    assert patches.shape == (2, 4, 4)
+    assert patches[0, 1].tolist() == [2.0, 3.0, 6.0, 7.0]  # top-right patch
+    video = torch.randn(1, 3, 4, 4, 4)
+    tubes = patchify_3d(video, 2, 2)
+    assert tubes.shape == (1, 8, 24)
+    torch.testing.assert_close(tubes[0, 0], video[0, :, :2, :2, :2].permute(1, 2, 3, 0).reshape(-1))
+
+
+def test_chamfer_is_zero_for_a_permuted_copy_and_positive_otherwise():
+    points = torch.randn(3, 16, 3)
+    assert chamfer_l2(points[:, torch.randperm(16)], points).item() < 1e-10
+    assert chamfer_l2(points + 0.1, points).item() > 0
+
+
+@pytest.mark.parametrize("modality", ["point", "video"])
+def test_masked_autoencoder_loss_decreases_for_other_modalities(modality):
+    overrides = dict(TINY_MODEL)
+    if modality == "point":
+        overrides.update(num_points=128, num_groups=8, group_size=16)
+    torch.manual_seed(0)
+    encoder = create_model(modality, "tiny", num_classes=0, **overrides)
+    mae = MaskedAutoencoder(encoder, modality, mask_ratio=0.6, decoder_dim=16, decoder_depth=1)
+    x = torch.randn(4, *encoder.pretrained_cfg["input_size"])
+    optimizer = torch.optim.AdamW(mae.parameters(), lr=3e-3)
+    generator_seed = 0
+    losses = []
+    for _ in range(8):
+        loss = mae(x, generator=torch.Generator().manual_seed(generator_seed))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_pretrained_encoder_loads_with_load_auxiliary_and_pairs_with_a_target(tmp_path):
+    config = tiny_config(tmp_path / "mae", task="pretrain", epochs=1, mask_ratio=0.75, decoder_dim=16,
+                         decoder_depth=1)
+    result = pretrain(config, quiet=True)
+    assert result["finished"] and (tmp_path / "mae" / "plots" / "loss.png").is_file()
+    aux = load_auxiliary(result["encoder"])
+    assert aux.source_format == "m2pt" and aux.depth == 2 and aux.num_heads == 2
+    target = create_model("point", "tiny", num_classes=5, num_points=128, num_groups=8, group_size=16, **TINY_MODEL)
+    m2pt.add_pathways(target, aux)
+    assert len(m2pt.pathway_summary(target).layers) == 8
+    deeper = create_model("image", "tiny", num_classes=5, embed_dim=32, depth=3, num_heads=2)
+    with pytest.raises(m2pt.PathwayError, match="depth mismatch"):
+        m2pt.add_pathways(deeper, aux)
