@@ -45,8 +45,9 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="run only matching arms/targets/settings/groups (repeatable)")
     parser.add_argument("--list", dest="list_only", action="store_true", help="print the plan and exit")
-    parser.add_argument("--threads", type=int, default=2, choices=[1, 2],
-                        help="torch threads (default 2; 1 is faster while other jobs load the machine)")
+    parser.add_argument("--threads", type=int, default=1, choices=[1, 2],
+                        help="torch threads (default 1: with anything else running on 2 cores, 2 threads "
+                             "made steps 3x slower and the audio fbank 100x slower; use 2 on an idle machine)")
     parser.add_argument("--no-estimate", dest="estimate", action="store_false",
                         help="skip the calibration that estimates the time")
     parser.add_argument("--keep-checkpoints", action="store_true",

@@ -58,7 +58,7 @@ def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
 
 
 def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce", seeds: Optional[Sequence[int]] = None,
-              only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 2,
+              only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 1,
               keep_heavy_files: bool = False, aggregate_only: bool = False, progress: bool = True,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or list) the reproduction; see ``m2pt reproduce --help``.
