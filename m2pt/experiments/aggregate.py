@@ -4,6 +4,10 @@ The standard error of a gain is that of a difference of two independent means,
 ``SE = sqrt(s_a² / n_a + s_b² / n_b)`` with sample standard deviations (``ddof=1``); a gain is
 called significant when ``|gain| > 2 SE``. With fewer than two runs on either side the SE is
 undefined and the test reads ``n/a``.
+
+Because an arm and its baseline share the seed (same initialisation of the target and same
+data order), the paired test is also reported: the per-seed differences ``d_i = a_i - b_i``
+have mean ``d̄`` and ``SE_paired = s_d / sqrt(n)``; significant when ``|d̄| > 2 SE_paired``.
 """
 
 from __future__ import annotations
@@ -64,6 +68,10 @@ class ArmSummary:
     gain: float = math.nan
     se_diff: float = math.nan
     significant: Optional[bool] = None
+    paired_n: int = 0
+    paired_gain: float = math.nan
+    paired_se: float = math.nan
+    paired_significant: Optional[bool] = None
     abs_lambda_mean: float = math.nan
     rel_delta_mean: float = math.nan
     wall_seconds_mean: float = math.nan
@@ -71,9 +79,26 @@ class ArmSummary:
     @property
     def verdict(self) -> str:
         """``"yes"`` / ``"no"`` for the 2-SE test, ``"n/a"`` without a baseline or enough runs."""
-        if self.significant is None:
-            return "n/a"
-        return "yes" if self.significant else "no"
+        return _verdict(self.significant)
+
+    @property
+    def paired_verdict(self) -> str:
+        """The same for the paired (same-seed) test."""
+        return _verdict(self.paired_significant)
+
+
+def _verdict(flag: Optional[bool]) -> str:
+    if flag is None:
+        return "n/a"
+    return "yes" if flag else "no"
+
+
+def paired_difference(arm: dict[int, float], baseline: dict[int, float]) -> tuple[int, float, float]:
+    """``(n, mean, SE)`` of the per-seed differences over the seeds both sides have."""
+    seeds = sorted(set(arm) & set(baseline))
+    diffs = [arm[s] - baseline[s] for s in seeds]
+    mean, std = mean_std(diffs)
+    return len(diffs), mean, (std / math.sqrt(len(diffs)) if len(diffs) >= 2 else math.nan)
 
 
 def _mean(values: Iterable[Optional[float]]) -> float:
@@ -120,6 +145,10 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[ArmSummary]:
             summary.gain = summary.mean - summary.baseline_mean
             summary.se_diff = se_of_difference(std, len(values), summary.baseline_std, len(base_values))
             summary.significant = None if math.isnan(summary.se_diff) else abs(summary.gain) > 2 * summary.se_diff
+            n, gain, se = paired_difference({r["seed"]: metric_of(r) for r in members},  # type: ignore[misc]
+                                            {r["seed"]: metric_of(r) for r in base_rows})
+            summary.paired_n, summary.paired_gain, summary.paired_se = n, gain, se
+            summary.paired_significant = None if math.isnan(se) else abs(gain) > 2 * se
         out.append(summary)
     return sorted(out, key=_sort_key)
 
@@ -152,21 +181,22 @@ def markdown_table(summaries: Sequence[ArmSummary], metric: str = "top-1 %") -> 
     for group in groups:
         lines += [f"### {TITLES.get(group, group)}", "",
                   f"| setting | target | arm | n | {metric} (mean ± std) | baseline | gain | 2·SE | > 2 SE | "
-                  "mean abs λ | ‖λW′‖/‖W‖ | s/run |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "paired 2·SE | > 2 SE paired | mean abs λ | ‖λW′‖/‖W‖ | s/run |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in summaries:
             if s.group != group:
                 continue
             base = f"{_fmt(s.baseline_mean)} ± {_fmt(s.baseline_std)}" if s.baseline_arm else "—"
             lines.append(
                 f"| {s.setting} | {s.modality} | {s.arm} | {s.n} | {_fmt(s.mean)} ± {_fmt(s.std)} | {base} | "
-                f"{_signed(s.gain)} | {_fmt(2 * s.se_diff)} | {s.verdict} | {_fmt_g(s.abs_lambda_mean)} | "
+                f"{_signed(s.gain)} | {_fmt(2 * s.se_diff)} | {s.verdict} | {_fmt(2 * s.paired_se)} | "
+                f"{s.paired_verdict} | {_fmt_g(s.abs_lambda_mean)} | "
                 f"{_fmt_g(s.rel_delta_mean)} | {_fmt(s.wall_seconds_mean, 0)} |")
         lines.append("")
     return "\n".join(lines)
 
 
-CSV_FIELDS = [f for f in ArmSummary.__dataclass_fields__] + ["verdict"]
+CSV_FIELDS = [f for f in ArmSummary.__dataclass_fields__] + ["verdict", "paired_verdict"]
 
 
 def csv_table(summaries: Sequence[ArmSummary]) -> str:
@@ -177,6 +207,7 @@ def csv_table(summaries: Sequence[ArmSummary]) -> str:
     for s in summaries:
         record = asdict(s)
         record["verdict"] = s.verdict
+        record["paired_verdict"] = s.paired_verdict
         writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()})
     return buffer.getvalue()
 

@@ -60,7 +60,7 @@ def plot_heatmap(summaries: Sequence[ArmSummary], setting: str, path: Path) -> P
 
     data = np.array(gains, dtype=float)
     bound = max(0.5, float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 0.5)
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(cols), 0.9 + 0.45 * len(rows)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.6 + 1.1 * len(cols)), 1.1 + 0.45 * len(rows)))
     image = ax.imshow(np.ma.masked_invalid(data), cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
     ax.set_xticks(range(len(cols)), [f"{c}\n(target)" for c in cols], fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
@@ -70,7 +70,7 @@ def plot_heatmap(summaries: Sequence[ArmSummary], setting: str, path: Path) -> P
                 ax.text(j, i, f"{data[i, j]:+.2f}{'*' if flags[i][j] else ''}", ha="center", va="center", fontsize=8)
             else:
                 ax.text(j, i, "–", ha="center", va="center", fontsize=8, color="grey")
-    ax.set_title(f"gain over baseline, top-1 points ({setting}); * > 2 SE", fontsize=9)
+    ax.set_title(f"gain over baseline, top-1 points\n({setting}; * > 2 SE)", fontsize=9)
     fig.colorbar(image, ax=ax, shrink=0.8)
     return _save(fig, path)
 

@@ -50,6 +50,11 @@ def test_summaries_from_hand_made_jsonl(results_file):
     assert audio.gain == pytest.approx(81.0 + 1 / 6 - 81.0)
     assert audio.significant is False and audio.verdict == "no"
     assert by_arm["random-point"].verdict == "n/a"  # one run: no SE
+    # paired: aux-audio - baseline per seed = 0, 2, -1.5 -> mean 1/6, sd 1.7559, SE 1.0138
+    assert audio.paired_n == 3 and audio.paired_gain == pytest.approx(1 / 6)
+    assert audio.paired_se == pytest.approx(math.sqrt(((0 - 1 / 6) ** 2 + (2 - 1 / 6) ** 2 + (-1.5 - 1 / 6) ** 2) / 2 / 3))
+    assert audio.paired_verdict == "no"
+    assert aux.paired_se == 0.0 and aux.paired_verdict == "yes"  # +4 on every seed
     assert by_arm["baseline"].baseline_arm is None and math.isnan(by_arm["baseline"].gain)
     assert aux.abs_lambda_mean == pytest.approx(1e-3)
 
@@ -64,7 +69,7 @@ def test_latest_row_replaces_an_older_one(results_file):
 def test_tables_show_the_numbers(results_file):
     summaries = summarize(list(latest_rows(read_rows(results_file)).values()))
     md = markdown_table(summaries)
-    assert "| scratch | image | aux-point | 3 | 85.00 ± 1.00 | 81.00 ± 1.00 | +4.00 | 1.63 | yes |" in md
+    assert "| scratch | image | aux-point | 3 | 85.00 ± 1.00 | 81.00 ± 1.00 | +4.00 | 1.63 | yes | 0.00 | yes |" in md
     csv_text = csv_table(summaries)
     header, *lines = csv_text.strip().splitlines()
     assert "gain" in header.split(",") and len(lines) == 4
