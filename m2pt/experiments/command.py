@@ -45,9 +45,9 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="run only matching arms/targets/settings/groups (repeatable)")
     parser.add_argument("--list", dest="list_only", action="store_true", help="print the plan and exit")
-    parser.add_argument("--threads", type=int, default=1, choices=[1, 2],
-                        help="torch threads (default 1: with anything else running on 2 cores, 2 threads "
-                             "made steps 3x slower and the audio fbank 100x slower; use 2 on an idle machine)")
+    parser.add_argument("--threads", default="auto", choices=["auto", "1", "2"],
+                        help="torch threads; auto (default) times a step with 1 and 2 threads and keeps the faster "
+                             "(2 threads are 3x slower while anything else runs on a 2-core machine)")
     parser.add_argument("--no-estimate", dest="estimate", action="store_false",
                         help="skip the calibration that estimates the time")
     parser.add_argument("--keep-checkpoints", action="store_true",
@@ -58,10 +58,19 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
 
 
 def run_reproduce_command(args: argparse.Namespace) -> int:
+    import sys
+
     from .reproduce import reproduce
+    from .runner import RunInterrupted
 
     profile = "quick" if args.quick else "full"
-    reproduce(profile_name=profile, output=args.output or f"runs/reproduce-{profile}", seeds=args.seeds,
-              only=args.only, list_only=args.list_only, estimate=args.estimate, threads=args.threads,
-              keep_heavy_files=args.keep_checkpoints, aggregate_only=args.aggregate_only)
+    output = args.output or f"runs/reproduce-{profile}"
+    threads = 0 if args.threads == "auto" else int(args.threads)
+    try:
+        reproduce(profile_name=profile, output=output, seeds=args.seeds, only=args.only, list_only=args.list_only,
+                  estimate=args.estimate, threads=threads, keep_heavy_files=args.keep_checkpoints,
+                  aggregate_only=args.aggregate_only)
+    except RunInterrupted as exc:
+        print(f"m2pt reproduce: {exc}; finished runs are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
     return 0

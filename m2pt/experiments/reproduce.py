@@ -58,10 +58,12 @@ def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
 
 
 def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce", seeds: Optional[Sequence[int]] = None,
-              only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 1,
+              only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 0,
               keep_heavy_files: bool = False, aggregate_only: bool = False, progress: bool = True,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or list) the reproduction; see ``m2pt reproduce --help``.
+
+    ``threads=0`` picks 1 or 2 torch threads by timing a step with each.
 
     Returns:
         ``{"runs": n, "pretrainings": n, "counts": {...}, "written": [...], "seconds": s}``
@@ -79,8 +81,13 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     if aggregate_only:
         result["written"] = [str(p) for p in aggregate(output, log)]
         return result
-    torch.set_num_threads(threads)
     started = time.perf_counter()
+    if threads <= 0:
+        from .threads import choose_threads
+
+        threads, timings = choose_threads()
+        log("threads: " + ", ".join(f"{n}: {t:.3f} s/step" for n, t in timings.items()) + f" -> using {threads}")
+    torch.set_num_threads(threads)
     output.mkdir(parents=True, exist_ok=True)
     (output / "plan.json").write_text(json.dumps({
         "profile": profile.name, "seeds": list(seeds or profile.seeds), "only": list(only), "threads": threads,
