@@ -8,6 +8,9 @@ undefined and the test reads ``n/a``.
 Because an arm and its baseline share the seed (same initialisation of the target and same
 data order), the paired test is also reported: the per-seed differences ``d_i = a_i - b_i``
 have mean ``d̄`` and ``SE_paired = s_d / sqrt(n)``; significant when ``|d̄| > 2 SE_paired``.
+It needs at least three seeds (:data:`MIN_PAIRS`): with two, ``s_d`` rests on one degree of
+freedom, and test accuracies are multiples of 100/test_size, so two equal differences give
+``SE = 0``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+MIN_PAIRS = 3
 GROUP_ORDER = ("main", "minilm", "ablation", "lambda")
 SETTING_ORDER = ("scratch", "mae")
 MODALITY_ORDER = ("image", "video", "point", "audio")
@@ -94,11 +98,12 @@ def _verdict(flag: Optional[bool]) -> str:
 
 
 def paired_difference(arm: dict[int, float], baseline: dict[int, float]) -> tuple[int, float, float]:
-    """``(n, mean, SE)`` of the per-seed differences over the seeds both sides have."""
+    """``(n, mean, SE)`` of the per-seed differences over the seeds both sides have (SE ``nan``
+    below :data:`MIN_PAIRS` pairs)."""
     seeds = sorted(set(arm) & set(baseline))
     diffs = [arm[s] - baseline[s] for s in seeds]
     mean, std = mean_std(diffs)
-    return len(diffs), mean, (std / math.sqrt(len(diffs)) if len(diffs) >= 2 else math.nan)
+    return len(diffs), mean, (std / math.sqrt(len(diffs)) if len(diffs) >= MIN_PAIRS else math.nan)
 
 
 def _mean(values: Iterable[Optional[float]]) -> float:

@@ -59,6 +59,15 @@ def test_summaries_from_hand_made_jsonl(results_file):
     assert aux.abs_lambda_mean == pytest.approx(1e-3)
 
 
+def test_paired_test_needs_three_seeds():
+    rows = [_row("baseline", s, v, baseline=None) for s, v in enumerate([80.0, 81.0])]
+    rows += [_row("aux-point", s, v) for s, v in enumerate([79.8, 80.8])]  # -0.2 on both seeds
+    aux = {s.arm: s for s in summarize(rows)}["aux-point"]
+    assert aux.paired_n == 2 and aux.paired_gain == pytest.approx(-0.2)
+    assert math.isnan(aux.paired_se) and aux.paired_verdict == "n/a"
+    assert aux.verdict == "no"
+
+
 def test_latest_row_replaces_an_older_one(results_file):
     with open(results_file, "a") as f:
         f.write("\n" + json.dumps(_row("random-point", 0, 70.0)) + "\n")
