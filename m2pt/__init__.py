@@ -8,6 +8,16 @@ modality, through cross-modal re-parameterization, at zero inference cost::
     plain = m2pt.merge_pathways(model)         # the original architecture again
 """
 
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:
+    # OpenMP threads that spin while waiting steal the CPU from the threads doing the work
+    # whenever another process is busy too: on a shared 2-core machine, small-model training
+    # steps ran 10-15x slower (benchmarks in the README). Passive waiting avoids that. Set
+    # OMP_WAIT_POLICY yourself (or import torch first) to keep another policy.
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .pathway import (
     PathwayConfig,
     PathwayError,
@@ -33,10 +43,13 @@ from .checkpoints import (
 )
 
 from .models import FbankTransform, SpecAugment, compute_fbank_stats, create_model, create_model_from_args
+from .train import RECIPES, TrainConfig, finetune, recipe
+from .train.mae import pretrain
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RECIPES", "TrainConfig", "finetune", "pretrain", "recipe",
     "FbankTransform", "SpecAugment", "compute_fbank_stats", "create_model", "create_model_from_args",
     "AuxiliaryModel", "LoadReport", "builtin_checkpoint_path", "load_auxiliary", "load_model",
     "load_target_weights", "save_model",

@@ -167,10 +167,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from m2pt.train.config import TrainConfig
     from m2pt.train.data import build_split
-    from m2pt.train.export import load_plain_model
+    from m2pt.checkpoints import load_model
     from m2pt.train.finetuning import evaluate_model
 
-    model = load_plain_model(args.model)
+    model = load_model(args.model)
     model_args = model.m2pt_model_args
     overrides = {k: v for k, v in model_args.items() if k not in ("modality", "preset", "num_classes")}
     config = TrainConfig(modality=model_args["modality"], preset=model_args["preset"], model_overrides=overrides,

@@ -68,7 +68,8 @@ def _summary(model: nn.Module) -> dict[str, Any]:
     return summary
 
 
-def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | None = None) -> Path:
+def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | None = None,
+               extra: Mapping[str, Any] | None = None) -> Path:
     """Save a plain (merged) model as safetensors with a JSON config beside it.
 
     Args:
@@ -79,6 +80,8 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
             ``m2pt.models.create_model`` (default: ``model.m2pt_model_args``); for a timm
             model the keyword arguments of ``timm.create_model`` besides the architecture
             (e.g. ``img_size``, ``num_classes``).
+        extra: JSON-serialisable notes stored in the config under ``"extra"`` (e.g. how the
+            model was trained and its metrics).
 
     Returns:
         The path of the weights file.
@@ -109,6 +112,7 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
         "timm_architecture": architecture,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "summary": _summary(model),
+        "extra": dict(extra or {}),
     }
     try:
         encoded = json.dumps(document, sort_keys=True)

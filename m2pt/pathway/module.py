@@ -35,16 +35,16 @@ def pathways_of(module: nn.Module) -> dict[str, list[PathwayParametrization]]:
     return found
 
 
-def has_pathways(module: nn.Module) -> bool:
-    """Whether ``module`` itself (not its children) carries at least one pathway."""
-    return bool(pathways_of(module))
-
-
 def iter_pathway_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """Yield ``(name, module)`` for every module of ``model`` that carries pathways."""
+    """Yield ``(name, module)`` for every module of ``model`` (itself included) that carries pathways."""
     for name, module in model.named_modules():
-        if has_pathways(module):
+        if pathways_of(module):
             yield name, module
+
+
+def has_pathways(model: nn.Module) -> bool:
+    """Whether ``model`` or any module inside it carries at least one pathway."""
+    return next(iter_pathway_layers(model), None) is not None
 
 
 def weight_pathways(module: nn.Module) -> list[Pathway]:

@@ -17,7 +17,7 @@ from .attach import unwrap_model
 from .config import PathwayConfig
 from .errors import PathwayError
 from .layer import Pathway
-from .module import attach_pathway, iter_pathway_layers, pathways_of
+from .module import attach_pathway, has_pathways, iter_pathway_layers, pathways_of
 
 FORMAT_KEY = "m2pt_format"
 FORMAT_VALUE = "pathway-model/1"
@@ -47,7 +47,9 @@ def _layer_records(model: nn.Module) -> list[dict[str, Any]]:
 def save_pathways(model: nn.Module, path: PathLike) -> None:
     """Write an unmerged pathway model (target, ``W'`` and λ) to a ``.safetensors`` file.
 
-    The write is atomic: an interrupted save leaves any previous file intact.
+    The write is atomic: an interrupted save leaves any previous file intact. For models built
+    by ``m2pt.create_model`` the build arguments are stored too, so that
+    :func:`pathway_file_model_args` can rebuild the target.
 
     Raises:
         PathwayError: the model has no pathways (save it with :func:`m2pt.save_model`).
@@ -62,7 +64,16 @@ def save_pathways(model: nn.Module, path: PathLike) -> None:
         "layers": json.dumps(records),
         "config": config.to_json() if isinstance(config, PathwayConfig) else "{}",
     }
+    model_args = getattr(model, "m2pt_model_args", None)
+    if model_args is not None:
+        metadata["model_args"] = json.dumps(model_args, sort_keys=True)
     save_safetensors(model.state_dict(), path, metadata=metadata)
+
+
+def pathway_file_model_args(path: PathLike) -> dict[str, Any] | None:
+    """The ``m2pt.create_model`` arguments stored by :func:`save_pathways` (None if absent)."""
+    raw = read_safetensors_metadata(path).get("model_args")
+    return json.loads(raw) if raw else None
 
 
 def load_pathways(target: nn.Module, path: PathLike, strict: bool = True) -> nn.Module:
@@ -85,7 +96,7 @@ def load_pathways(target: nn.Module, path: PathLike, strict: bool = True) -> nn.
         raise PathwayError(
             f"{path} is not a pathway-model file written by m2pt.save_pathways (its header has "
             f"{FORMAT_KEY}={metadata.get(FORMAT_KEY)!r}). For a merged or plain model use m2pt.load_model.")
-    if any(True for _ in iter_pathway_layers(target)):
+    if has_pathways(target):
         raise PathwayError("load_pathways needs a target without pathways; build a fresh model and pass it.")
     state = load_tensor_file(path)
     modules = dict(target.named_modules())

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .config import TrainConfig
-from .export import load_plain_model
+from m2pt.checkpoints import load_model
 from .finetuning import finetune
 from .mae import ENCODER_FILE, pretrain
 
@@ -63,8 +63,8 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
 
     if not m2pt_run["finished"]:
         return _stopped(m2pt_run)
-    plain_model = load_plain_model(root / "image_plain" / "model.safetensors")
-    merged_model = load_plain_model(root / "image_m2pt" / "model.safetensors")
+    plain_model = load_model(root / "image_plain" / "model.safetensors")
+    merged_model = load_model(root / "image_m2pt" / "model.safetensors")
     x = torch.randn(256, *merged_model.pretrained_cfg["input_size"])
     result = {
         "aux_reconstruction_loss": aux_result["test_loss"],

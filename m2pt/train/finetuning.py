@@ -11,22 +11,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from m2pt.pathway import PathwayConfig, add_pathways, iter_pathway_layers, merge_pathways, pathway_summary, save_pathways
+from m2pt.checkpoints import LoadReport, load_target_weights, save_model
+from m2pt.pathway import PathwayConfig, add_pathways, has_pathways, merge_pathways, pathway_summary, save_pathways
 
 from .config import TrainConfig
 from .data import build_model, build_split
 from .distributed import DistInfo, cleanup_distributed, init_distributed
-from .export import save_plain_model
 from .loop import autocast, fit
 from .metrics import mean_average_precision, topk_correct
 from .plots import write_plots
 from .run_dir import MetricsWriter, close_logger, make_logger, prepare_run_folder, write_config, write_final
 from .state import seed_everything
-
-
-def model_has_pathways(model: nn.Module) -> bool:
-    """Whether any layer of ``model`` carries a pathway (``m2pt.has_pathways`` looks at one module only)."""
-    return any(True for _ in iter_pathway_layers(model))
 
 
 def load_auxiliaries(paths: list[str]) -> list[nn.Module]:
@@ -39,23 +34,19 @@ def load_auxiliaries(paths: list[str]) -> list[nn.Module]:
     return [load_auxiliary(str(Path(p).expanduser())) for p in paths]
 
 
-def load_initial_weights(model: nn.Module, path: str) -> None:
-    """Start the target from ``path`` (``load_target_weights`` when available, else an m2pt file)."""
-    try:
-        from m2pt.checkpoints import load_target_weights  # type: ignore[attr-defined]
-    except ImportError:
-        from m2pt.io import load_tensor_file
+def load_initial_weights(model: nn.Module, path: str) -> LoadReport:
+    """Start the target from ``path`` (any layout ``load_target_weights`` reads).
 
-        state = load_tensor_file(path)
-        own = model.state_dict()
-        kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        missing = [k for k in own if k not in kept and not k.startswith("head")]
-        if missing:
-            raise ValueError(f"{path} does not fit the target model: {len(missing)} tensors missing or of another "
-                             f"shape, e.g. {missing[:5]}")
-        model.load_state_dict(kept, strict=False)
-        return
-    load_target_weights(model, path)
+    The classifier (``head``, ``fc_norm``) may be missing, as in a pretraining checkpoint;
+    any other tensor that cannot be loaded is an error, never a silently random layer.
+    """
+    report = load_target_weights(model, path)
+    not_loaded = [k for k in report.missing + [change.key for change in report.mismatched]
+                  if not k.startswith(("head", "fc_norm"))]
+    if not_loaded:
+        raise ValueError(f"{path} does not fit the target model: {len(not_loaded)} tensors missing or of another "
+                         f"shape, e.g. {not_loaded[:5]}\n{report}")
+    return report
 
 
 def make_loss(config: TrainConfig, num_classes: int, multi_label: bool) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
@@ -158,7 +149,7 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             logger.info(f"fine-tuning {config.modality}/{config.preset} on {len(train_set)} items, "
                         f"{num_classes} classes, {len(config.aux)} auxiliary model(s), device {info.device}, "
                         f"{info.world_size} process(es)")
-            if model_has_pathways(model):
+            if has_pathways(model):
                 logger.info(str(pathway_summary(model)).split("\n")[2])
 
         def evaluate(m: nn.Module) -> dict[str, float]:
@@ -181,7 +172,7 @@ def _finish(config: TrainConfig, folder: Path, model: nn.Module, test_set: Datas
     records = MetricsWriter(folder).read()
     final: dict[str, Any] = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"}}
     plain = model
-    if model_has_pathways(model):
+    if has_pathways(model):
         save_pathways(model, folder / "pathways.safetensors")
         summary = pathway_summary(model)
         final.update({f"scale_{k}": v for k, v in summary.scale_stats().items()})
@@ -189,8 +180,8 @@ def _finish(config: TrainConfig, folder: Path, model: nn.Module, test_set: Datas
         plain = merge_pathways(model)
         final.update(predictions_match(model, plain, test_set, info.device))
     started = time.perf_counter()
-    save_plain_model(plain.cpu() if info.device.type != "cpu" else plain, folder / "model.safetensors",
-                     extra={"metrics": {k: final[k] for k in ("top1", "top5", "mAP") if k in final}})
+    save_model(plain.cpu() if info.device.type != "cpu" else plain, folder / "model.safetensors",
+               extra={"metrics": {k: final[k] for k in ("top1", "top5", "mAP") if k in final}})
     logger.info(f"saved the plain model to {folder / 'model.safetensors'} ({time.perf_counter() - started:.1f} s)")
     write_plots(folder, records)
     write_final(folder, final)

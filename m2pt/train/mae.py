@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from .config import TrainConfig
 from .data import build_model, build_split
 from .distributed import DistInfo, cleanup_distributed, init_distributed
-from .export import save_plain_model
+from m2pt.checkpoints import save_model
 from .loop import autocast, fit
 from .mae_model import MaskedAutoencoder
 from .plots import write_plots
@@ -85,8 +85,8 @@ def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
         records = MetricsWriter(folder).read()
         final = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"},
                  "encoder": str(folder / ENCODER_FILE)}
-        save_plain_model(encoder.cpu() if info.device.type != "cpu" else encoder, folder / ENCODER_FILE,
-                         extra={"pretraining": {"method": "mae", "mask_ratio": config.mask_ratio,
+        save_model(encoder.cpu() if info.device.type != "cpu" else encoder, folder / ENCODER_FILE,
+                   extra={"pretraining": {"method": "mae", "mask_ratio": config.mask_ratio,
                                                 "epochs": config.epochs}})
         write_plots(folder, records)
         write_final(folder, final)

@@ -120,7 +120,7 @@ class MaskedAutoencoder(nn.Module):
         """Predictions for the masked tokens [B, M, patch_dim]; ``pos`` is the decoder position [B|1, N, Dd]."""
         b, n = latent.shape[0], visible.shape[1] + masked.shape[1]
         x = self.decoder_embed(latent)
-        full = self.mask_token.expand(b, n, -1).clone()
+        full = self.mask_token.to(x.dtype).expand(b, n, -1).clone()  # x is bf16 under CUDA autocast
         full.scatter_(1, visible.unsqueeze(-1).expand_as(x), x)
         full = self.decoder_norm(self.decoder_blocks(full + pos.expand(b, -1, -1)))
         return self.decoder_pred(gather_tokens(full, masked))

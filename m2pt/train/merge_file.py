@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from m2pt.checkpoints import save_model
 from m2pt.pathway import load_pathways, merge_pathways
-
-from .export import save_plain_model
+from m2pt.pathway.state import pathway_file_model_args
 
 
 def merge_pathway_file(pathways: str | Path, output: str | Path, model_args_file: Optional[str | Path] = None) -> Path:
-    """Rebuild the target from its recorded ``model_args``, load the pathways, merge, save.
+    """Rebuild the target from its ``model_args``, load the pathways, merge, save.
+
+    The ``model_args`` come from the pathway file itself (``save_pathways`` stores them), else
+    from ``model_args_file`` or the run's ``config.json``.
 
     Args:
         pathways: A ``pathways.safetensors`` file or the run folder holding it.
@@ -29,11 +32,13 @@ def merge_pathway_file(pathways: str | Path, output: str | Path, model_args_file
         pathways = pathways / "pathways.safetensors"
     if not pathways.is_file():
         raise FileNotFoundError(f"pathway file {pathways} does not exist")
-    args_file = Path(model_args_file) if model_args_file else pathways.parent / "config.json"
-    if not args_file.is_file():
-        raise FileNotFoundError(f"{args_file} with the target's model_args does not exist; pass --config")
-    model_args = json.loads(args_file.read_text()).get("model_args")
-    if not model_args:
-        raise ValueError(f"{args_file} has no 'model_args'")
+    model_args = None if model_args_file else pathway_file_model_args(pathways)
+    if model_args is None:
+        args_file = Path(model_args_file) if model_args_file else pathways.parent / "config.json"
+        if not args_file.is_file():
+            raise FileNotFoundError(f"{args_file} with the target's model_args does not exist; pass --config")
+        model_args = json.loads(args_file.read_text()).get("model_args")
+        if not model_args:
+            raise ValueError(f"{args_file} has no 'model_args'")
     model = load_pathways(create_model_from_args(model_args), pathways)
-    return save_plain_model(merge_pathways(model, inplace=True), output)
+    return save_model(merge_pathways(model, inplace=True), output)

@@ -36,7 +36,7 @@ def tiny_config(output: Path, **changes) -> TrainConfig:
 def aux_file(tmp_path_factory) -> Path:
     """An auxiliary checkpoint in the m2pt format: a tiny audio transformer of the target's width and depth."""
     from m2pt.models import create_model
-    from m2pt.train.export import save_plain_model
+    from m2pt.checkpoints import save_model
 
     torch.manual_seed(123)
     model = create_model("audio", "tiny", num_classes=0, **TINY_MODEL)
@@ -44,4 +44,4 @@ def aux_file(tmp_path_factory) -> Path:
         for name, param in model.named_parameters():
             if name.endswith("weight") and param.dim() == 2:
                 param.normal_(0, 0.1)
-    return save_plain_model(model, tmp_path_factory.mktemp("aux") / "audio_aux.safetensors")
+    return save_model(model, tmp_path_factory.mktemp("aux") / "audio_aux.safetensors")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 
 from m2pt.cli import main
 from m2pt.io import load_tensor_file
-from m2pt.train.export import load_plain_model
+from m2pt.checkpoints import load_model
 from m2pt.train.run_dir import RunFolderError
 from m2pt.train.state import load_training_state, save_training_state
 
@@ -41,7 +40,7 @@ def test_finetune_info_merge_evaluate_end_to_end(tmp_path, aux_file, capsys):
 
     merged = tmp_path / "merged.safetensors"
     assert main(["merge", str(run), str(merged)]) == 0
-    plain = load_plain_model(merged)  # strict=True into the vanilla timm ViT
+    plain = load_model(merged)  # strict=True into the vanilla timm ViT
     reference = load_tensor_file(run / "model.safetensors")
     for key, value in plain.state_dict().items():
         torch.testing.assert_close(value, reference[key], atol=1e-6, rtol=0)
@@ -92,18 +91,6 @@ def test_auxiliary_that_does_not_fit_surfaces_the_pathway_error(tmp_path, aux_fi
     assert main(["finetune", "--output", str(tmp_path / "run"), "--aux", str(aux_file), *wider]) == 2
     err = capsys.readouterr().err
     assert "PathwayError" in err and "shape mismatch" in err and "(192, 64)" in err
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_output_folder_is_refused(tmp_path, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        assert main(["finetune", "--output", str(locked / "run"), *TINY]) == 2
-        assert "not writable" in capsys.readouterr().err or "Permission denied" in capsys.readouterr().err
-    finally:
-        locked.chmod(0o700)
 
 
 def test_output_below_a_file_is_refused_as_unwritable(tmp_path, capsys):

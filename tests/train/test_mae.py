@@ -65,3 +65,17 @@ def test_pretrained_encoder_loads_with_load_auxiliary_and_pairs_with_a_target(tm
     deeper = create_model("image", "tiny", num_classes=5, embed_dim=32, depth=3, num_heads=2)
     with pytest.raises(m2pt.PathwayError, match="depth mismatch"):
         m2pt.add_pathways(deeper, aux)
+
+
+@pytest.mark.parametrize("modality", ["image", "video", "audio", "point"])
+def test_masked_autoencoder_runs_under_bf16_autocast(modality):
+    """CPU autocast gives the decoder bf16 activations, as CUDA autocast does in real runs."""
+    from ..models.helpers import random_input, tiny_model
+
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(tiny_model(modality), modality, mask_ratio=0.5, decoder_dim=16, decoder_depth=1)
+    x = random_input(mae.encoder, batch=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = mae(x)
+    loss.backward()
+    assert torch.isfinite(loss) and mae.mask_token.grad is not None
