@@ -23,12 +23,10 @@ def test_std_matched_per_matrix():
 
 
 def test_written_file_loads_as_auxiliary(tmp_path):
-    from m2pt.checkpoints import load_auxiliary
-    from m2pt.models import create_model
-    from m2pt.train.export import save_plain_model
+    from m2pt import create_model, load_auxiliary, save_model
 
     model = create_model("audio", "tiny", num_classes=0, embed_dim=32, depth=2, num_heads=2)
-    source = save_plain_model(model, tmp_path / "aux.safetensors")
+    source = save_model(model, tmp_path / "aux.safetensors")
     path = write_random_auxiliary(source, tmp_path / "random.safetensors", seed=3)
     random_aux, pretrained = load_auxiliary(str(path)).state_dict(), load_auxiliary(str(source)).state_dict()
     assert set(random_aux) == set(pretrained)
