@@ -47,7 +47,7 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--list", dest="list_only", action="store_true", help="print the plan and exit")
     parser.add_argument("--threads", default="auto", choices=["auto", "1", "2"],
                         help="torch threads; auto (default) times a step with 1 and 2 threads and keeps the faster "
-                             "(2 threads are 3x slower while anything else runs on a 2-core machine)")
+                             "(on a 2-core machine that other jobs use, 1 thread can be several times faster)")
     parser.add_argument("--no-estimate", dest="estimate", action="store_false",
                         help="skip the calibration that estimates the time")
     parser.add_argument("--keep-checkpoints", action="store_true",

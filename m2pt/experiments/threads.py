@@ -1,8 +1,9 @@
 """Pick the number of torch threads (1 or 2) that trains faster on this machine right now.
 
-On a 2-core machine that something else also uses, two intra-op threads wait on each other:
-a tiny-ViT step measured 3x slower with 2 threads than with 1, and the audio fbank 100x
-slower. On an idle machine 2 threads are faster. ``choose_threads`` times both.
+On a 2-core machine that something else also uses, two intra-op threads can wait on each
+other: before m2pt set OpenMP to passive waiting, a tiny-ViT step measured 3x to 9x slower
+with 2 threads than with 1. On an idle machine 2 threads are faster. ``choose_threads`` times
+both and keeps the faster.
 """
 
 from __future__ import annotations
