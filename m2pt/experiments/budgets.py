@@ -1,0 +1,174 @@
+"""Training budgets of the reproduction: how much data and how many epochs each run gets.
+
+Every built-in input pipeline used here is deterministic (no augmentation; centre clips and
+crops; seeded point subsets), so inputs are kept in memory after their first read
+(``cache_data``): video decoding and audio fbank are paid once per run instead of per epoch.
+
+A *profile* (``quick`` or ``full``) fixes, per modality, the options of every fine-tuning run
+and of every MAE pretraining, so that all arms of a comparison see the same data, the same
+data order (same seed) and the same number of steps. Budgets are sized for 2 CPU cores
+(``/work/shared/ENVIRONMENT.md``): a tiny fine-tuning run takes tens of seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+MODALITIES: tuple[str, ...] = ("image", "video", "point", "audio")
+
+#: Point clouds are the slow modality on a CPU (the mini-PointNet tokenizer); the reproduction
+#: uses 256 points in 16 groups of 16 for both pretraining and fine-tuning.
+POINT_MODEL = {"num_points": 256, "num_groups": 16, "group_size": 16}
+
+_COMMON_FINETUNE: dict[str, Any] = dict(
+    lr=1e-3, weight_decay=0.05, warmup_epochs=0.5, label_smoothing=0.1, min_lr=1e-5, drop_path=0.0,
+    eval_every=1, amp=False, device="cpu", cache_data=True)
+_COMMON_PRETRAIN: dict[str, Any] = dict(
+    task="pretrain", lr=1e-3, weight_decay=0.05, warmup_epochs=0.5, min_lr=1e-5, decoder_dim=128,
+    decoder_depth=2, eval_every=0, amp=False, device="cpu", cache_data=True)
+_MASK_RATIO = {"image": 0.75, "video": 0.9, "audio": 0.8, "point": 0.6}
+
+
+def _data(modality: str, train: int, test: int) -> dict[str, Any]:
+    options: dict[str, Any] = {"train_size": train, "test_size": test}
+    if modality == "point":
+        options["points_per_shape"] = POINT_MODEL["num_points"]
+    if modality == "video":
+        # Digit classes are not learnt from scratch within a CPU budget (chance after 3 epochs);
+        # the 8 motion directions are, and they need the temporal axis.
+        options["label_by"] = "direction"
+    return options
+
+
+def _model(modality: str) -> dict[str, Any]:
+    return dict(POINT_MODEL) if modality == "point" else {}
+
+
+@dataclass
+class Profile:
+    """Every budget of one reproduction profile.
+
+    Attributes:
+        name: ``"quick"`` or ``"full"``.
+        seeds: Default seeds (one run per seed and arm).
+        finetune: Per modality, ``TrainConfig`` options of every fine-tuning run.
+        pretrain: Per modality, ``TrainConfig`` options of the MAE pretraining of the auxiliary
+            (and of the "MAE-pretrained target" initialisation).
+        short_pretrain_epochs: Epochs of the "auxiliary pretrained for fewer epochs" ablation.
+        small_finetune_scale: Fraction of the fine-tuning data used by ``small``-preset runs
+            (the MiniLM study; width 384 costs about 4x the tiny preset per item).
+        small_pretrain_scale: Fraction of the pretraining epochs of ``small``-preset MAE runs.
+        targets: Target modalities of the main grid.
+        auxiliaries: Auxiliary modalities of the main grid (each target uses the others).
+        settings: ``"scratch"`` and/or ``"mae"`` (target MAE-pretrained on its own modality).
+        minilm_targets: Targets of the MiniLM study from scratch (``small`` preset).
+        minilm_mae_targets: Targets of the MiniLM study in the MAE-pretrained setting (each
+            needs its own ``small`` MAE pretraining, the costliest item of the plan).
+        minilm_control_targets: Targets that also get MiniLM's std-matched random control.
+        ablation_aux: Auxiliary modality of the image ablations and the λ study.
+        ablations: Run the image ablations (layer subsets, λ init, fixed λ, reversed, short
+            auxiliary, fix acc).
+        lambda_options: Arms of the λ study (names from ``arms.LAMBDA_OPTIONS``).
+        lambda_controls: λ options that also get a run with the random control.
+    """
+
+    name: str
+    seeds: tuple[int, ...]
+    finetune: dict[str, dict[str, Any]]
+    pretrain: dict[str, dict[str, Any]]
+    short_pretrain_epochs: int
+    small_finetune_scale: float
+    small_pretrain_scale: float = 0.5
+    targets: tuple[str, ...] = MODALITIES
+    auxiliaries: tuple[str, ...] = MODALITIES
+    settings: tuple[str, ...] = ("scratch", "mae")
+    minilm_targets: tuple[str, ...] = MODALITIES
+    minilm_mae_targets: tuple[str, ...] = ("image",)
+    minilm_control_targets: tuple[str, ...] = ("image",)
+    ablation_aux: str = "point"
+    ablations: bool = True
+    lambda_options: tuple[str, ...] = ("lr10", "lr100", "channel", "match")
+    lambda_controls: tuple[str, ...] = ("lr100", "match")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def finetune_options(self, modality: str, preset: str = "tiny") -> dict[str, Any]:
+        """``TrainConfig`` options of a fine-tuning run (a fresh copy)."""
+        options = copy.deepcopy(self.finetune[modality])
+        options.update(modality=modality, preset=preset, task="finetune")
+        if preset != "tiny":
+            data = options["data_options"]
+            data["train_size"] = max(options["batch_size"] * 2, int(data["train_size"] * self.small_finetune_scale))
+        return options
+
+    def pretrain_options(self, modality: str, preset: str = "tiny", short: bool = False) -> dict[str, Any]:
+        """``TrainConfig`` options of an MAE pretraining (a fresh copy)."""
+        options = copy.deepcopy(self.pretrain[modality])
+        options.update(modality=modality, preset=preset)
+        if short:
+            options["epochs"] = self.short_pretrain_epochs
+        if preset != "tiny":
+            options["epochs"] = max(1, round(options["epochs"] * self.small_pretrain_scale))
+        return options
+
+
+def _finetune(modality: str, train: int, test: int, epochs: int, batch: int) -> dict[str, Any]:
+    return {**_COMMON_FINETUNE, "data_options": _data(modality, train, test), "model_overrides": _model(modality),
+            "epochs": epochs, "batch_size": batch}
+
+
+def _pretrain(modality: str, train: int, test: int, epochs: int, batch: int) -> dict[str, Any]:
+    return {**_COMMON_PRETRAIN, "data_options": _data(modality, train, test), "model_overrides": _model(modality),
+            "epochs": epochs, "batch_size": batch, "mask_ratio": _MASK_RATIO[modality]}
+
+
+def full_profile() -> Profile:
+    """About two hours on 2 idle CPU cores (``m2pt reproduce --list`` prints the plan, the run an estimate)."""
+    return Profile(
+        name="full", seeds=(0, 1, 2),
+        finetune={
+            "image": _finetune("image", 3000, 1000, 3, 64),
+            "audio": _finetune("audio", 800, 200, 4, 16),
+            "video": _finetune("video", 800, 200, 3, 32),
+            "point": {**_finetune("point", 800, 200, 3, 16), "lr": 5e-4},
+        },
+        pretrain={
+            "image": _pretrain("image", 3000, 1000, 6, 64),
+            "audio": _pretrain("audio", 800, 200, 8, 32),
+            "video": _pretrain("video", 800, 200, 6, 32),
+            "point": _pretrain("point", 800, 200, 6, 32),
+        },
+        short_pretrain_epochs=1, small_finetune_scale=0.5)
+
+
+def quick_profile() -> Profile:
+    """The whole pipeline on a subset (image and audio targets, 2 seeds) in about 15 minutes."""
+    return Profile(
+        name="quick", seeds=(0, 1),
+        finetune={
+            "image": _finetune("image", 1500, 500, 2, 64),
+            "audio": _finetune("audio", 400, 200, 3, 16),
+            "video": _finetune("video", 400, 100, 2, 32),
+            "point": {**_finetune("point", 400, 100, 2, 16), "lr": 5e-4},
+        },
+        pretrain={
+            "image": _pretrain("image", 1500, 500, 2, 64),
+            "audio": _pretrain("audio", 400, 200, 3, 32),
+            "video": _pretrain("video", 400, 100, 2, 32),
+            "point": _pretrain("point", 400, 100, 2, 32),
+        },
+        short_pretrain_epochs=1, small_finetune_scale=0.5,
+        targets=("image", "audio"), auxiliaries=("image", "audio"), settings=("scratch", "mae"),
+        minilm_targets=("image",), minilm_mae_targets=(), ablation_aux="audio", ablations=False,
+        lambda_options=("lr100",), lambda_controls=("lr100",))
+
+
+PROFILES = {"quick": quick_profile, "full": full_profile}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile of that name (``quick`` or ``full``)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[name]()

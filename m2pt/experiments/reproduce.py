@@ -1,0 +1,119 @@
+"""``reproduce``: plan, estimate, run and aggregate the reproduction of the paper's experiments."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from .aggregate import summarize, write_tables
+from .budgets import Profile, get_profile
+from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
+from .figures import write_figures
+from .plan import PretrainSpec, RunSpec, build_plan
+from .records import RESULTS_FILE, latest_rows, read_rows
+from .runner import Runner, RunnerOptions, execute
+
+
+def describe_plan(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec],
+                  estimates: Optional[dict[str, float]] = None) -> str:
+    """The plan as text: pretrainings, then one line per (setting, target, arm) with its seeds."""
+    lines = [f"profile {profile.name}: {len(pretrainings)} MAE pretraining(s), {len(runs)} fine-tuning run(s)"]
+    for spec in pretrainings:
+        o = spec.options
+        extra = f", ~{format_duration(estimates[f'pretrain/{spec.run_id}'])}" if estimates else ""
+        lines.append(f"  pretrain {spec.source:<22} {o['preset']}, {o['data_options']['train_size']} items x "
+                     f"{o['epochs']} epochs{extra}")
+    cells: dict[tuple[str, str, str], list[RunSpec]] = {}
+    for run in runs:
+        cells.setdefault((run.setting, run.modality, run.arm.name), []).append(run)
+    lines.append(f"  {'setting':<8} {'target':<6} {'arm':<24} {'group':<9} {'seeds':<8} description")
+    for (setting, modality, arm), members in cells.items():
+        seeds = ",".join(str(r.seed) for r in members)
+        first = members[0]
+        lines.append(f"  {setting:<8} {modality:<6} {arm:<24} {first.arm.group:<9} {seeds:<8} {first.arm.description}")
+    by_target = Counter(f"{r.modality}/{r.preset}" for r in runs)
+    lines.append("  runs per target: " + ", ".join(f"{k} {v}" for k, v in sorted(by_target.items())))
+    for modality in dict.fromkeys(r.modality for r in runs):
+        o = profile.finetune_options(modality)
+        lines.append(f"  budget {modality}: {o['data_options']['train_size']} train / "
+                     f"{o['data_options']['test_size']} test items, {o['epochs']} epochs, batch {o['batch_size']}")
+    if estimates:
+        lines.append(f"  estimated time: {format_duration(sum(estimates.values()))}")
+    return "\n".join(lines)
+
+
+def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
+    """Rewrite ``summary.md``, ``summary.csv`` and ``figures/`` from ``results.jsonl``."""
+    rows = list(latest_rows(read_rows(output / RESULTS_FILE)).values())
+    if not rows:
+        log(f"no finished runs in {output / RESULTS_FILE} yet")
+        return []
+    summaries = summarize(rows)
+    written = write_tables(summaries, output)
+    written += write_figures(summaries, rows, output / "figures")
+    return written
+
+
+def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce", seeds: Optional[Sequence[int]] = None,
+              only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 0,
+              keep_heavy_files: bool = False, aggregate_only: bool = False, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or list) the reproduction; see ``m2pt reproduce --help``.
+
+    ``threads=0`` picks 1 or 2 torch threads by timing a step with each.
+
+    Returns:
+        ``{"runs": n, "pretrainings": n, "counts": {...}, "written": [...], "seconds": s}``
+        (``counts`` absent with ``list_only`` / ``aggregate_only``).
+    """
+    import torch
+
+    profile = get_profile(profile_name)
+    pretrainings, runs = build_plan(profile, seeds, only)
+    output = Path(output)
+    result: dict[str, Any] = {"runs": len(runs), "pretrainings": len(pretrainings)}
+    if list_only:
+        log(describe_plan(profile, pretrainings, runs))
+        return result
+    if aggregate_only:
+        result["written"] = [str(p) for p in aggregate(output, log)]
+        return result
+    started = time.perf_counter()
+    if threads <= 0:
+        from .threads import choose_threads
+
+        threads, timings = choose_threads()
+        log("threads: " + ", ".join(f"{n}: {t:.3f} s/step" for n, t in timings.items()) + f" -> using {threads}")
+    torch.set_num_threads(threads)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "plan.json").write_text(json.dumps({
+        "profile": profile.name, "seeds": list(seeds or profile.seeds), "only": list(only), "threads": threads,
+        "pretrainings": [{"source": p.source, "options": p.options} for p in pretrainings],
+        "runs": [{"run_id": r.run_id, "fingerprint": r.fingerprint(), "arm": r.arm.name, "aux": r.arm.aux,
+                  "pathway": r.arm.pathway, "baseline": r.arm.baseline, "options": r.options} for r in runs]},
+        indent=1))
+    runner = Runner(RunnerOptions(output=output, keep_heavy_files=keep_heavy_files, log=log))
+    estimates: dict[str, float] = {}
+    if estimate:
+        finished = runner.finished_rows()
+        pending = [r for r in runs if not runner.is_finished(r, finished)]
+        log(f"calibrating step times ({threads} thread(s)); built-in data is generated on first use ...")
+        step_times = calibrate(pretrainings, pending, cache=output / CALIBRATION_FILE, log=log)
+        estimates = estimate_seconds(pretrainings, pending, step_times)
+        for spec in pretrainings:
+            if runner.encoder_path(spec.source).is_file():
+                estimates.pop(f"pretrain/{spec.run_id}", None)
+        log(describe_plan(profile, pretrainings, runs, estimates).splitlines()[0])
+        log(f"{len(runs) - len(pending)} run(s) already finished; estimated time for the rest: "
+            f"{format_duration(sum(estimates.values()))} (finishing around "
+            f"{time.strftime('%H:%M', time.localtime(time.time() + sum(estimates.values())))})")
+    counts = execute(runner, pretrainings, runs, estimates, progress=progress)
+    result["counts"] = counts
+    result["written"] = [str(p) for p in aggregate(output, log)]
+    result["seconds"] = time.perf_counter() - started
+    log(f"done in {format_duration(result['seconds'])}: {counts['done']} run(s) done, {counts['skipped']} skipped, "
+        f"{counts['failed']} failed; results in {output}")
+    return result

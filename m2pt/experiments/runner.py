@@ -1,0 +1,244 @@
+"""Run a plan: MAE pretrainings, random controls, then every fine-tuning run, resumably.
+
+Layout of the output folder::
+
+    plan.json                the plan as run (ids, arms, options)
+    calibration.json         measured step times (for the time estimate)
+    pretrain/<source>/       MAE pretraining run folders (encoder.safetensors)
+    artifacts/random/        std-matched random auxiliaries (one per source and seed)
+    runs/<setting>/<target>/<arm>/seed<N>/   fine-tuning run folders (metrics.jsonl, plots)
+    results.jsonl            one row per finished run (appended as runs finish)
+    failures.jsonl           runs that raised (the runner goes on with the next run)
+    summary.md, summary.csv, figures/*.png   aggregates (rewritten at the end)
+
+A finished run (its row in ``results.jsonl`` with the same fingerprint) is skipped; a run
+stopped in the middle resumes from its last epoch checkpoint; a run whose options changed is
+started again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from .plan import PretrainSpec, RunSpec, result_options
+from .random_aux import write_random_auxiliary
+from .records import RESULTS_FILE, append_row, latest_rows, make_row, read_rows
+
+FINGERPRINT_FILE = "m2pt_fingerprint.txt"
+HEAVY_FILES = ("checkpoint.pt", "model.safetensors", "pathways.safetensors")
+
+
+class RunInterrupted(RuntimeError):
+    """A signal stopped a run; rerun the same command to resume."""
+
+
+@dataclass
+class RunnerOptions:
+    """How the runner behaves.
+
+    Attributes:
+        output: Results folder.
+        keep_heavy_files: Keep checkpoints and model files of finished runs (default: deleted
+            once the row is written; metrics, config and plots stay).
+        quiet: No per-epoch progress bars inside runs.
+        log: Where messages go.
+    """
+
+    output: Path
+    keep_heavy_files: bool = False
+    quiet: bool = True
+    log: Callable[[str], None] = print
+    durations: dict[str, float] = field(default_factory=dict)
+
+
+def _write_fingerprint(folder: Path, fingerprint: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FINGERPRINT_FILE).write_text(fingerprint)
+
+
+def _same_fingerprint(folder: Path, fingerprint: str) -> bool:
+    path = folder / FINGERPRINT_FILE
+    return path.is_file() and path.read_text().strip() == fingerprint
+
+
+def _options_fingerprint(options: dict[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha1(json.dumps(result_options(options), sort_keys=True).encode()).hexdigest()[:12]
+
+
+class Runner:
+    """Executes pretrainings and runs into ``options.output``; see the module docstring."""
+
+    def __init__(self, options: RunnerOptions) -> None:
+        self.options = options
+        self.output = Path(options.output)
+        self.results_path = self.output / RESULTS_FILE
+
+    # ---- artifacts -------------------------------------------------------------------------
+    def pretrain_folder(self, source: str) -> Path:
+        return self.output / "pretrain" / source.replace(":", "-")
+
+    def encoder_path(self, source: str) -> Path:
+        from m2pt.train.mae import ENCODER_FILE
+
+        return self.pretrain_folder(source) / ENCODER_FILE
+
+    def resolve(self, source: str, seed: int) -> str:
+        """File of an auxiliary/init source (random controls are written on first use)."""
+        if source == "minilm":
+            from m2pt.checkpoints import builtin_checkpoint_path
+
+            return str(builtin_checkpoint_path("minilm"))
+        if source.startswith("random:"):
+            inner = source.removeprefix("random:")
+            path = self.output / "artifacts" / "random" / f"{inner.replace(':', '-')}-seed{seed}.safetensors"
+            if not path.is_file():
+                write_random_auxiliary(self.resolve(inner, seed), path, seed=1000 + seed)
+            return str(path)
+        path = self.encoder_path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{source}: {path} is missing; its pretraining has not finished")
+        return str(path)
+
+    # ---- pretraining -----------------------------------------------------------------------
+    def pretrain(self, spec: PretrainSpec) -> bool:
+        """Run one MAE pretraining unless finished; returns whether work was done."""
+        from m2pt.train.config import TrainConfig
+        from m2pt.train.mae import pretrain
+        from m2pt.train.run_dir import CHECKPOINT, FINAL
+
+        folder = self.pretrain_folder(spec.source)
+        fingerprint = _options_fingerprint(spec.options)
+        same = _same_fingerprint(folder, fingerprint)
+        if same and (folder / FINAL).is_file() and self.encoder_path(spec.source).is_file():
+            return False
+        resume = same and (folder / CHECKPOINT).is_file()
+        _write_fingerprint(folder, fingerprint)
+        started = time.perf_counter()
+        config = TrainConfig(**{**spec.options, "output": str(folder)})
+        result = pretrain(config, resume=resume, overwrite=not resume, quiet=self.options.quiet)
+        if not result.get("finished", False):
+            raise RunInterrupted(f"pretraining {spec.source} stopped ({result.get('stop_reason')})")
+        self.options.durations[f"pretrain/{spec.run_id}"] = time.perf_counter() - started
+        (folder / CHECKPOINT).unlink(missing_ok=True)
+        return True
+
+    # ---- fine-tuning -----------------------------------------------------------------------
+    def finished_rows(self) -> dict[str, dict[str, Any]]:
+        return latest_rows(read_rows(self.results_path))
+
+    def is_finished(self, run: RunSpec, rows: Optional[dict[str, dict[str, Any]]] = None) -> bool:
+        rows = self.finished_rows() if rows is None else rows
+        row = rows.get(run.run_id)
+        return row is not None and row.get("fingerprint") == run.fingerprint()
+
+    def run_folder(self, run: RunSpec) -> Path:
+        return self.output / "runs" / run.run_id
+
+    def finetune(self, run: RunSpec) -> dict[str, Any]:
+        """Run one fine-tuning (resuming a stopped one) and append its row; returns the row."""
+        from m2pt.train.config import TrainConfig
+        from m2pt.train.finetuning import finetune
+        from m2pt.train.run_dir import CHECKPOINT, FINAL
+
+        folder = self.run_folder(run)
+        fingerprint = run.fingerprint()
+        same = _same_fingerprint(folder, fingerprint)
+        aux_path = self.resolve(run.arm.aux, run.seed) if run.arm.aux else None
+        init_path = self.resolve(run.init_source, run.seed) if run.init_source else None
+        config = TrainConfig(**{**run.options, "output": str(folder), "seed": run.seed, "init": init_path,
+                                "aux": [aux_path] if aux_path else [], "pathway": dict(run.arm.pathway)})
+        started = time.perf_counter()
+        if same and (folder / FINAL).is_file():
+            final = json.loads((folder / FINAL).read_text())
+            wall = float("nan")
+        else:
+            resume = same and (folder / CHECKPOINT).is_file()
+            _write_fingerprint(folder, fingerprint)
+            final = finetune(config, resume=resume, overwrite=not resume, quiet=self.options.quiet)
+            if not final.get("finished", False):
+                raise RunInterrupted(f"run {run.run_id} stopped ({final.get('stop_reason')})")
+            wall = time.perf_counter() - started
+        row = make_row(run, folder, final, wall, aux_path)
+        append_row(self.results_path, row)
+        if not self.options.keep_heavy_files:
+            for name in HEAVY_FILES:
+                (folder / name).unlink(missing_ok=True)
+        return row
+
+    def record_failure(self, run_id: str, error: BaseException) -> None:
+        append_row(self.output / "failures.jsonl", {
+            "run_id": run_id, "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(), "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def remove_run_folder(folder: Path) -> None:
+    """Delete a run folder (used by ``--rerun``)."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec],
+            estimates: Optional[dict[str, float]] = None, progress: bool = True) -> dict[str, int]:
+    """Run everything not finished yet, one run at a time, with a progress bar over runs.
+
+    A run that raises is recorded in ``failures.jsonl`` and the next one starts (runs that
+    need a failed pretraining fail too); a signal (SIGINT/SIGTERM) stops after saving.
+
+    Returns:
+        Counts: ``done``, ``skipped``, ``failed``.
+    """
+    from tqdm.auto import tqdm
+
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    estimates = estimates or {}
+    rows = runner.finished_rows()
+    pending = [r for r in runs if not runner.is_finished(r, rows)]
+    counts["skipped"] = len(runs) - len(pending)
+    pending_pretrain = list(pretrainings)
+    total = sum(estimates.get(f"pretrain/{p.run_id}", 0.0) for p in pending_pretrain) + \
+        sum(estimates.get(r.run_id, 0.0) for r in pending)
+    bar = tqdm(total=len(pending_pretrain) + len(pending), desc="reproduce", unit="run", disable=not progress,
+               dynamic_ncols=True)
+    remaining = total
+
+    def advance(key: str, name: str) -> None:
+        nonlocal remaining
+        remaining -= estimates.get(key, 0.0)
+        bar.set_postfix_str(f"{name} | est. left {remaining / 60:.0f} min", refresh=False)
+        bar.update(1)
+
+    try:
+        for spec in pending_pretrain:
+            bar.set_description(f"pretrain {spec.source}")
+            try:
+                if runner.pretrain(spec):
+                    counts["done"] += 1
+            except RunInterrupted:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded, the plan goes on
+                counts["failed"] += 1
+                runner.record_failure(f"pretrain/{spec.run_id}", exc)
+                runner.options.log(f"pretraining {spec.source} failed: {type(exc).__name__}: {exc}")
+            advance(f"pretrain/{spec.run_id}", spec.source)
+        for run in pending:
+            bar.set_description(run.run_id)
+            try:
+                runner.finetune(run)
+                counts["done"] += 1
+            except RunInterrupted:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                counts["failed"] += 1
+                runner.record_failure(run.run_id, exc)
+                runner.options.log(f"run {run.run_id} failed: {type(exc).__name__}: {exc}")
+            advance(run.run_id, run.run_id)
+    finally:
+        bar.close()
+    return counts

@@ -1,0 +1,85 @@
+"""Aggregation math on a hand-made results file: mean, std, gain, 2-SE test, tables."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from m2pt.experiments.aggregate import csv_table, markdown_table, mean_std, se_of_difference, summarize
+from m2pt.experiments.records import latest_rows, read_rows
+
+
+def _row(arm, seed, top1, baseline="baseline", setting="scratch", modality="image"):
+    return {"run_id": f"{setting}/{modality}/{arm}/seed{seed}", "arm": arm, "group": "main", "setting": setting,
+            "modality": modality, "seed": seed, "preset": "tiny", "aux": None if baseline is None else "mae:point",
+            "baseline_arm": baseline, "metrics": {"top1": top1}, "wall_seconds": 10.0,
+            "pathway_stats": {} if baseline is None else {"abs_lambda_mean": 1e-3, "rel_delta_mean": 0.01}}
+
+
+@pytest.fixture
+def results_file(tmp_path):
+    rows = [_row("baseline", s, v, baseline=None) for s, v in enumerate([80.0, 81.0, 82.0])]
+    rows += [_row("aux-point", s, v) for s, v in enumerate([84.0, 85.0, 86.0])]
+    rows += [_row("aux-audio", s, v) for s, v in enumerate([80.0, 83.0, 80.5])]
+    rows += [_row("random-point", 0, 90.0)]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"torn line')
+    return path
+
+
+def test_mean_std_and_se():
+    assert mean_std([80.0, 81.0, 82.0]) == (81.0, 1.0)
+    mean, std = mean_std([5.0])
+    assert mean == 5.0 and math.isnan(std)
+    assert se_of_difference(1.0, 3, 1.0, 3) == pytest.approx(math.sqrt(2 / 3))
+    assert math.isnan(se_of_difference(1.0, 1, 1.0, 3))
+
+
+def test_summaries_from_hand_made_jsonl(results_file):
+    rows = list(latest_rows(read_rows(results_file)).values())
+    assert len(rows) == 10  # the torn last line is ignored
+    by_arm = {s.arm: s for s in summarize(rows)}
+    aux = by_arm["aux-point"]
+    assert (aux.n, aux.mean, aux.std) == (3, 85.0, 1.0)
+    assert aux.baseline_mean == 81.0 and aux.gain == pytest.approx(4.0)
+    assert aux.se_diff == pytest.approx(math.sqrt(2 / 3))
+    assert aux.significant is True and aux.verdict == "yes"
+    audio = by_arm["aux-audio"]  # mean 81.1667, std 1.6073: gain 0.17 < 2 SE
+    assert audio.gain == pytest.approx(81.0 + 1 / 6 - 81.0)
+    assert audio.significant is False and audio.verdict == "no"
+    assert by_arm["random-point"].verdict == "n/a"  # one run: no SE
+    # paired: aux-audio - baseline per seed = 0, 2, -1.5 -> mean 1/6, sd 1.7559, SE 1.0138
+    assert audio.paired_n == 3 and audio.paired_gain == pytest.approx(1 / 6)
+    assert audio.paired_se == pytest.approx(math.sqrt(((0 - 1 / 6) ** 2 + (2 - 1 / 6) ** 2 + (-1.5 - 1 / 6) ** 2) / 2 / 3))
+    assert audio.paired_verdict == "no"
+    assert aux.paired_se == 0.0 and aux.paired_verdict == "yes"  # +4 on every seed
+    assert by_arm["baseline"].baseline_arm is None and math.isnan(by_arm["baseline"].gain)
+    assert aux.abs_lambda_mean == pytest.approx(1e-3)
+
+
+def test_paired_test_needs_three_seeds():
+    rows = [_row("baseline", s, v, baseline=None) for s, v in enumerate([80.0, 81.0])]
+    rows += [_row("aux-point", s, v) for s, v in enumerate([79.8, 80.8])]  # -0.2 on both seeds
+    aux = {s.arm: s for s in summarize(rows)}["aux-point"]
+    assert aux.paired_n == 2 and aux.paired_gain == pytest.approx(-0.2)
+    assert math.isnan(aux.paired_se) and aux.paired_verdict == "n/a"
+    assert aux.verdict == "no"
+
+
+def test_latest_row_replaces_an_older_one(results_file):
+    with open(results_file, "a") as f:
+        f.write("\n" + json.dumps(_row("random-point", 0, 70.0)) + "\n")
+    rows = list(latest_rows(read_rows(results_file)).values())
+    assert {s.arm: s.mean for s in summarize(rows)}["random-point"] == 70.0
+
+
+def test_tables_show_the_numbers(results_file):
+    summaries = summarize(list(latest_rows(read_rows(results_file)).values()))
+    md = markdown_table(summaries)
+    assert "| scratch | image | aux-point | 3 | 85.00 ± 1.00 | 81.00 ± 1.00 | +4.00 | 1.63 | yes | 0.00 | yes |" in md
+    csv_text = csv_table(summaries)
+    header, *lines = csv_text.strip().splitlines()
+    assert "gain" in header.split(",") and len(lines) == 4
+    assert any(line.startswith("main,scratch,image,aux-point,mae:point,tiny,3,85.0,1.0") for line in lines)

@@ -1,0 +1,36 @@
+"""The random control: same shapes, same per-matrix std, nothing learned, loadable as an auxiliary."""
+
+from __future__ import annotations
+
+import torch
+
+from m2pt.experiments.random_aux import std_matched_random, write_random_auxiliary
+
+
+def test_std_matched_per_matrix():
+    torch.manual_seed(0)
+    state = {"blocks.0.attn.qkv.weight": torch.randn(24, 8) * 0.3 + 0.1, "blocks.0.mlp.fc1.weight": torch.randn(16, 8) * 2}
+    out = std_matched_random(state, seed=1)
+    for key, source in state.items():
+        assert out[key].shape == source.shape and out[key].dtype == source.dtype
+        assert torch.isclose(out[key].std(), source.std(), rtol=1e-5)
+        assert abs(out[key].mean().item()) < 1e-5
+        assert torch.corrcoef(torch.stack([out[key].flatten(), source.flatten()]))[0, 1].abs() < 0.5
+    again = std_matched_random(state, seed=1)
+    other = std_matched_random(state, seed=2)
+    assert all(torch.equal(out[k], again[k]) for k in state)
+    assert not torch.equal(out["blocks.0.mlp.fc1.weight"], other["blocks.0.mlp.fc1.weight"])
+
+
+def test_written_file_loads_as_auxiliary(tmp_path):
+    from m2pt import create_model, load_auxiliary, save_model
+
+    model = create_model("audio", "tiny", num_classes=0, embed_dim=32, depth=2, num_heads=2)
+    source = save_model(model, tmp_path / "aux.safetensors")
+    path = write_random_auxiliary(source, tmp_path / "random.safetensors", seed=3)
+    random_aux, pretrained = load_auxiliary(str(path)).state_dict(), load_auxiliary(str(source)).state_dict()
+    assert set(random_aux) == set(pretrained)
+    for key in pretrained:
+        if pretrained[key].numel() > 1 and pretrained[key].std() > 0:
+            assert torch.isclose(random_aux[key].std(), pretrained[key].std(), rtol=1e-4), key
+            assert not torch.equal(random_aux[key], pretrained[key])

@@ -1,0 +1,81 @@
+"""The runner on tiny budgets: pretraining, random control, rows, skip-finished, resume, failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from m2pt.experiments.arms import BASELINE, Arm
+from m2pt.experiments.plan import PretrainSpec, RunSpec
+from m2pt.experiments.records import read_rows
+from m2pt.experiments.reproduce import aggregate
+from m2pt.experiments.runner import Runner, RunnerOptions, RunInterrupted, execute
+
+TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
+DATA = {"train_size": 48, "test_size": 16}
+FINETUNE = dict(task="finetune", modality="image", preset="tiny", model_overrides=TINY, data_options=DATA,
+                epochs=2, batch_size=8, lr=2e-3, warmup_epochs=0.5, eval_every=1, amp=False, device="cpu")
+PRETRAIN = {**FINETUNE, "task": "pretrain", "epochs": 1, "eval_every": 0, "decoder_dim": 16, "decoder_depth": 1}
+
+
+def _runs(seed: int = 0, **changes) -> list[RunSpec]:
+    options = {**FINETUNE, **changes}
+    aux = Arm("aux-image", "mae:image")
+    control = Arm("random-image", "random:mae:image")
+    return [RunSpec("scratch", "image", arm, seed, dict(options)) for arm in (BASELINE, aux, control)]
+
+
+@pytest.fixture
+def runner(tmp_path):
+    return Runner(RunnerOptions(output=tmp_path / "out", log=lambda message: None))
+
+
+def test_runs_then_skips_finished_runs(runner):
+    pretrain = [PretrainSpec("mae:image", dict(PRETRAIN))]
+    counts = execute(runner, pretrain, _runs(), progress=False)
+    assert counts == {"done": 4, "skipped": 0, "failed": 0}
+    rows = read_rows(runner.results_path)
+    assert [r["arm"] for r in rows] == ["baseline", "aux-image", "random-image"]
+    aux_row, control_row = rows[1], rows[2]
+    assert aux_row["pathway_stats"]["abs_lambda_mean"] > 0
+    assert set(aux_row["pathway_stats"]["layers"]) == {f"blocks.{b}.{n}" for b in range(2)
+                                                       for n in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
+    assert 0 < aux_row["pathway_stats"]["rel_delta_mean"] < 1
+    assert rows[0]["pathway_stats"] == {} and rows[0]["metrics"]["top1"] >= 0
+    assert control_row["aux_path"].endswith("random/mae-image-seed0.safetensors")
+    assert not (runner.run_folder(_runs()[1]) / "checkpoint.pt").exists()  # heavy files removed
+    assert (runner.run_folder(_runs()[1]) / "metrics.jsonl").is_file()
+
+    again = execute(runner, pretrain, _runs(), progress=False)
+    assert again == {"done": 0, "skipped": 3, "failed": 0}
+    assert len(read_rows(runner.results_path)) == 3
+
+    changed = _runs(epochs=1)  # another budget: not the same runs any more
+    assert execute(runner, pretrain, changed[:1], progress=False)["done"] == 1
+    assert read_rows(runner.results_path)[-1]["metrics"]["step"] == 6
+
+    written = aggregate(runner.output, log=lambda m: None)
+    assert (runner.output / "summary.md").is_file() and (runner.output / "summary.csv").is_file()
+    assert any(p.name.startswith("heatmap_") for p in written)
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(runner):
+    run = _runs(interrupt_at_step=3)[0]
+    with pytest.raises(RunInterrupted):
+        execute(runner, [], [run], progress=False)
+    folder = runner.run_folder(run)
+    assert (folder / "checkpoint.pt").is_file() and not read_rows(runner.results_path)
+    plain = dataclasses.replace(run, options={k: v for k, v in run.options.items() if k != "interrupt_at_step"})
+    assert execute(runner, [], [plain], progress=False)["done"] == 1
+    assert "resumed from" in (folder / "train.log").read_text()
+    assert read_rows(runner.results_path)[0]["metrics"]["step"] == 12
+
+
+def test_failure_is_recorded_and_the_next_run_goes_on(runner):
+    broken = RunSpec("scratch", "image", Arm("aux-image", "mae:image"), 0, dict(FINETUNE))  # never pretrained
+    counts = execute(runner, [], [broken, _runs()[0]], progress=False)
+    assert counts == {"done": 1, "skipped": 0, "failed": 1}
+    failure = json.loads((runner.output / "failures.jsonl").read_text().splitlines()[0])
+    assert failure["run_id"] == broken.run_id and "FileNotFoundError" in failure["error"]
