@@ -6,8 +6,8 @@ crops; seeded point subsets), so inputs are kept in memory after their first rea
 
 A *profile* (``quick`` or ``full``) fixes, per modality, the options of every fine-tuning run
 and of every MAE pretraining, so that all arms of a comparison see the same data, the same
-data order (same seed) and the same number of steps. Budgets are sized for 2 CPU cores
-(``/work/shared/ENVIRONMENT.md``): a tiny fine-tuning run takes tens of seconds.
+data order (same seed) and the same number of steps. Budgets are sized for 2 CPU cores,
+where a tiny fine-tuning run takes tens of seconds.
 """
 
 from __future__ import annotations
