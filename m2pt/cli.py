@@ -26,7 +26,8 @@ EXAMPLES = {
 }
 
 
-def _key_value(text: str) -> tuple[str, Any]:
+def key_value(text: str) -> tuple[str, Any]:
+    """argparse type for ``KEY=VALUE``: the value parsed as JSON when it is JSON, else kept as text."""
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -42,10 +43,10 @@ def _add_training_arguments(p: argparse.ArgumentParser, task: str) -> None:
                                     f"default {'cpu-pretrain' if task == 'pretrain' else 'cpu'}")
     g.add_argument("--modality", choices=["image", "video", "point", "audio"])
     g.add_argument("--preset", help="model size: base, small, tiny")
-    g.add_argument("--model-override", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+    g.add_argument("--model-override", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="create_model argument, e.g. depth=2 (repeatable)")
     g.add_argument("--data", help="dataset path, or 'builtin' (default) for the generated offline data")
-    g.add_argument("--data-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+    g.add_argument("--data-option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="dataset argument, e.g. train_size=2000 (repeatable)")
     g.add_argument("--output", "-o", required=True, help="run folder")
     g.add_argument("--resume", action="store_true", help="continue the run in --output where it stopped")
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = add("evaluate", "test metrics of a saved model", "Top-1/top-5 (or mAP) of a plain m2pt model on a dataset.")
     ev.add_argument("model", help="model .safetensors written by m2pt")
     ev.add_argument("--data", default="builtin")
-    ev.add_argument("--data-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE")
+    ev.add_argument("--data-option", action="append", type=key_value, default=[], metavar="KEY=VALUE")
     ev.add_argument("--split", default="test")
     ev.add_argument("--device", default="auto")
     ev.set_defaults(func=_evaluate)

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from m2pt.cli import key_value
+
 
 def load_config(path: str | Path, overrides: Sequence[tuple[str, Any]] = ()) -> Any:
     """A validated ``TrainConfig`` from a JSON file (and ``key=value`` overrides)."""
@@ -29,21 +31,11 @@ def load_config(path: str | Path, overrides: Sequence[tuple[str, Any]] = ()) -> 
     return config
 
 
-def _key_value(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m m2pt.experiments.paper_configs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="a configs/paper/*.json file")
-    parser.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                         help="override an option (JSON value), repeatable")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the options only")
