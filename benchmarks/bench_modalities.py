@@ -17,14 +17,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import m2pt  # noqa: E402
-from benchmarks.bench_pathway import median_times  # noqa: E402
+from benchmarks.bench_pathway import median_times, train_step_fn as train_step  # noqa: E402
 
 BATCH = {"tiny": 16, "base": 2}
 VARIANTS = ("plain", "pathway", "frozen")
@@ -39,20 +37,6 @@ def build(variant: str, modality: str, preset: str) -> torch.nn.Module:
     aux = m2pt.create_model(modality, preset, num_classes=10)
     model = m2pt.add_pathways(target, aux, train_aux=variant != "frozen", scale_init=1e-2)
     return m2pt.merge_pathways(model) if variant == "merged" else model
-
-
-def train_step(model: torch.nn.Module, batch: int) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(m2pt.param_groups(model), lr=1e-4)
-    x = torch.randn(batch, *model.pretrained_cfg["input_size"])
-    y = torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
 
 
 def peak_memory_mib(variant: str, modality: str, preset: str, batch: int) -> float:

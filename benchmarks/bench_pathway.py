@@ -49,8 +49,9 @@ def build(variant: str, model_name: str) -> torch.nn.Module:
 
 
 def train_step_fn(model: torch.nn.Module, batch: int) -> Callable[[], None]:
+    """One AdamW step on random inputs of the model's ``pretrained_cfg["input_size"]``, 10 classes."""
     optimizer = torch.optim.AdamW(m2pt.param_groups(model, weight_decay=0.05), lr=1e-4)
-    x = torch.randn(batch, 3, 224, 224)
+    x = torch.randn(batch, *model.pretrained_cfg["input_size"])
     y = torch.randint(0, 10, (batch,))
 
     def step() -> None:
