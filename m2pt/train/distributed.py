@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -66,3 +68,16 @@ def all_reduce_any(flag: bool, info: DistInfo) -> bool:
 def cleanup_distributed(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed_session(device: str, info: Optional[DistInfo] = None) -> Iterator[DistInfo]:
+    """Yield ``info``, or set up the process group for ``device`` and tear it down afterwards."""
+    if info is not None:
+        yield info
+        return
+    info = init_distributed(device)
+    try:
+        yield info
+    finally:
+        cleanup_distributed(info)

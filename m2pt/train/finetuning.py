@@ -16,7 +16,7 @@ from m2pt.pathway import PathwayConfig, add_pathways, has_pathways, merge_pathwa
 
 from .config import TrainConfig
 from .data import build_model, build_split
-from .distributed import DistInfo, cleanup_distributed, init_distributed
+from .distributed import DistInfo, distributed_session
 from .loop import autocast, fit
 from .metrics import mean_average_precision, topk_correct
 from .plots import write_plots
@@ -119,13 +119,8 @@ def finetune(config: TrainConfig, resume: bool = False, overwrite: bool = False,
         Final metrics; ``{"finished": False, ...}`` when a signal stopped the run (resume it
         with ``resume=True``).
     """
-    own_dist = info is None
-    info = info or init_distributed(config.device)
-    try:
-        return _finetune(config, resume, overwrite, quiet, info)
-    finally:
-        if own_dist:
-            cleanup_distributed(info)
+    with distributed_session(config.device, info) as session:
+        return _finetune(config, resume, overwrite, quiet, session)
 
 
 def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, info: DistInfo) -> dict[str, Any]:

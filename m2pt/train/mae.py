@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from .config import TrainConfig
 from .data import build_model, build_split
-from .distributed import DistInfo, cleanup_distributed, init_distributed
+from .distributed import DistInfo, distributed_session
 from m2pt.checkpoints import save_model
 from .loop import autocast, fit
 from .mae_model import MaskedAutoencoder
@@ -45,13 +45,8 @@ def pretrain(config: TrainConfig, resume: bool = False, overwrite: bool = False,
     Returns:
         Final metrics (``{"finished": False, ...}`` when a signal stopped the run).
     """
-    own_dist = info is None
-    info = info or init_distributed(config.device)
-    try:
-        return _pretrain(config, resume, overwrite, quiet, info)
-    finally:
-        if own_dist:
-            cleanup_distributed(info)
+    with distributed_session(config.device, info) as session:
+        return _pretrain(config, resume, overwrite, quiet, session)
 
 
 def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, info: DistInfo) -> dict[str, Any]:
