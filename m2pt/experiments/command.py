@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 EPILOG = """examples:
-  m2pt reproduce --list                    print the full plan (about 2 h on 2 CPU cores)
+  m2pt reproduce --list                    print the full plan (about 3 h on 2 CPU cores)
   m2pt reproduce --quick --output results/quick
   m2pt reproduce --output /data/m2pt-full  the full set; rerun the same command to resume
   m2pt reproduce --only image --only 'aux-point*' --seeds 5
