@@ -90,7 +90,7 @@ class Profile:
     ablation_aux: str = "point"
     ablations: bool = True
     lambda_options: tuple[str, ...] = ("lr10", "lr100", "channel", "match")
-    lambda_controls: tuple[str, ...] = ("lr100", "match")
+    lambda_controls: tuple[str, ...] = ("lr100",)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def finetune_options(self, modality: str, preset: str = "tiny") -> dict[str, Any]:
@@ -128,7 +128,7 @@ def full_profile() -> Profile:
     return Profile(
         name="full", seeds=(0, 1, 2),
         finetune={
-            "image": _finetune("image", 3000, 1000, 3, 64),
+            "image": _finetune("image", 2000, 1000, 3, 64),
             "audio": _finetune("audio", 800, 200, 4, 16),
             "video": _finetune("video", 800, 200, 3, 32),
             "point": {**_finetune("point", 800, 200, 3, 16), "lr": 5e-4},

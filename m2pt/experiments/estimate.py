@@ -4,7 +4,7 @@ For every (task, modality, preset, with pathways) in the plan, three optimiser s
 on real batches after one warm-up step, loading (decode, fbank, collate) and compute apart; a
 run's estimate is its step count times the compute time, plus loading once per item with
 ``cache_data`` (every epoch without), plus its test evaluations. Measured times are cached in
-``<output>/calibration.json``.
+``<output>/calibration-<threads>thread.json``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from .budgets import Profile, get_profile
 from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
 from .figures import write_figures
 from .plan import PretrainSpec, RunSpec, build_plan
+from .pool import default_workers
 from .records import RESULTS_FILE, latest_rows, read_rows
 from .runner import Runner, RunnerOptions, execute
 
@@ -59,11 +60,13 @@ def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
 
 def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce", seeds: Optional[Sequence[int]] = None,
               only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 0,
-              keep_heavy_files: bool = False, aggregate_only: bool = False, progress: bool = True,
+              workers: int = 0, keep_heavy_files: bool = False, aggregate_only: bool = False, progress: bool = True,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or list) the reproduction; see ``m2pt reproduce --help``.
 
-    ``threads=0`` picks 1 or 2 torch threads by timing a step with each.
+    ``workers=0`` runs one single-threaded worker process per core on up to 2 cores, then
+    workers of 2 threads (at most 8; :func:`~m2pt.experiments.pool.default_workers`).
+    ``threads=0`` with one worker picks 1 or 2 torch threads by timing a step with each.
 
     Returns:
         ``{"runs": n, "pretrainings": n, "counts": {...}, "written": [...], "seconds": s}``
@@ -82,6 +85,9 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         result["written"] = [str(p) for p in aggregate(output, log)]
         return result
     started = time.perf_counter()
+    if workers <= 0:
+        workers, auto_threads = default_workers()
+        threads = threads if threads > 0 else auto_threads
     if threads <= 0:
         from .threads import choose_threads
 
@@ -90,7 +96,8 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     torch.set_num_threads(threads)
     output.mkdir(parents=True, exist_ok=True)
     (output / "plan.json").write_text(json.dumps({
-        "profile": profile.name, "seeds": list(seeds or profile.seeds), "only": list(only), "threads": threads,
+        "profile": profile.name, "seeds": list(seeds or profile.seeds), "only": list(only), "workers": workers,
+        "threads": threads,
         "pretrainings": [{"source": p.source, "options": p.options} for p in pretrainings],
         "runs": [{"run_id": r.run_id, "fingerprint": r.fingerprint(), "arm": r.arm.name, "aux": r.arm.aux,
                   "pathway": r.arm.pathway, "baseline": r.arm.baseline, "options": r.options} for r in runs]},
@@ -101,16 +108,18 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         finished = runner.finished_rows()
         pending = [r for r in runs if not runner.is_finished(r, finished)]
         log(f"calibrating step times ({threads} thread(s)); built-in data is generated on first use ...")
-        step_times = calibrate(pretrainings, pending, cache=output / CALIBRATION_FILE, log=log)
+        cache = output / CALIBRATION_FILE.replace(".json", f"-{threads}thread.json")
+        step_times = calibrate(pretrainings, pending, cache=cache, log=log)
         estimates = estimate_seconds(pretrainings, pending, step_times)
         for spec in pretrainings:
             if runner.encoder_path(spec.source).is_file():
                 estimates.pop(f"pretrain/{spec.run_id}", None)
+        seconds = sum(estimates.values()) / workers
         log(describe_plan(profile, pretrainings, runs, estimates).splitlines()[0])
-        log(f"{len(runs) - len(pending)} run(s) already finished; estimated time for the rest: "
-            f"{format_duration(sum(estimates.values()))} (finishing around "
-            f"{time.strftime('%H:%M', time.localtime(time.time() + sum(estimates.values())))})")
-    counts = execute(runner, pretrainings, runs, estimates, progress=progress)
+        log(f"{len(runs) - len(pending)} run(s) already finished; estimated time for the rest with {workers} "
+            f"worker(s) of {threads} thread(s): {format_duration(seconds)} (finishing around "
+            f"{time.strftime('%H:%M', time.localtime(time.time() + seconds))})")
+    counts = execute(runner, pretrainings, runs, estimates, progress=progress, workers=workers, threads=threads)
     result["counts"] = counts
     result["written"] = [str(p) for p in aggregate(output, log)]
     result["seconds"] = time.perf_counter() - started

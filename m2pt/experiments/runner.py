@@ -3,7 +3,7 @@
 Layout of the output folder::
 
     plan.json                the plan as run (ids, arms, options)
-    calibration.json         measured step times (for the time estimate)
+    calibration-<N>thread.json   measured step times with N threads (for the time estimate)
     pretrain/<source>/       MAE pretraining run folders (encoder.safetensors)
     artifacts/random/        std-matched random auxiliaries (one per source and seed)
     runs/<setting>/<target>/<arm>/seed<N>/   fine-tuning run folders (metrics.jsonl, plots)
@@ -22,7 +22,7 @@ import json
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -54,7 +54,6 @@ class RunnerOptions:
     keep_heavy_files: bool = False
     quiet: bool = True
     log: Callable[[str], None] = print
-    durations: dict[str, float] = field(default_factory=dict)
 
 
 def _write_fingerprint(folder: Path, fingerprint: str) -> None:
@@ -121,12 +120,10 @@ class Runner:
             return False
         resume = same and (folder / CHECKPOINT).is_file()
         _write_fingerprint(folder, fingerprint)
-        started = time.perf_counter()
         config = TrainConfig(**{**spec.options, "output": str(folder)})
         result = pretrain(config, resume=resume, overwrite=not resume, quiet=self.options.quiet)
         if not result.get("finished", False):
             raise RunInterrupted(f"pretraining {spec.source} stopped ({result.get('stop_reason')})")
-        self.options.durations[f"pretrain/{spec.run_id}"] = time.perf_counter() - started
         (folder / CHECKPOINT).unlink(missing_ok=True)
         return True
 
@@ -142,8 +139,24 @@ class Runner:
     def run_folder(self, run: RunSpec) -> Path:
         return self.output / "runs" / run.run_id
 
-    def finetune(self, run: RunSpec) -> dict[str, Any]:
-        """Run one fine-tuning (resuming a stopped one) and append its row; returns the row."""
+    def prepare(self, run: RunSpec) -> None:
+        """Write the files a run needs that do not exist yet (its random auxiliary).
+
+        Raises:
+            FileNotFoundError: A pretraining the run needs has not finished.
+        """
+        for source in (run.arm.aux, run.init_source):
+            if source:
+                self.resolve(source, run.seed)
+
+    def finetune(self, run: RunSpec, record: bool = True) -> dict[str, Any]:
+        """Run one fine-tuning (resuming a stopped one); returns its row.
+
+        Args:
+            run: The run.
+            record: Append the row to ``results.jsonl`` (worker processes leave that to the
+                parent, the only writer of the file).
+        """
         from m2pt.train.config import TrainConfig
         from m2pt.train.finetuning import finetune
         from m2pt.train.run_dir import CHECKPOINT, FINAL
@@ -167,16 +180,18 @@ class Runner:
                 raise RunInterrupted(f"run {run.run_id} stopped ({final.get('stop_reason')})")
             wall = time.perf_counter() - started
         row = make_row(run, folder, final, wall, aux_path)
-        append_row(self.results_path, row)
+        if record:
+            append_row(self.results_path, row)
         if not self.options.keep_heavy_files:
             for name in HEAVY_FILES:
                 (folder / name).unlink(missing_ok=True)
         return row
 
-    def record_failure(self, run_id: str, error: BaseException) -> None:
+    def record_failure(self, run_id: str, error: str, trace: str) -> None:
+        """Append a failed run to ``failures.jsonl`` and log it."""
         append_row(self.output / "failures.jsonl", {
-            "run_id": run_id, "error": f"{type(error).__name__}: {error}",
-            "traceback": traceback.format_exc(), "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+            "run_id": run_id, "error": error, "traceback": trace, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        self.options.log(f"{run_id} failed: {error}")
 
 
 def remove_run_folder(folder: Path) -> None:
@@ -184,61 +199,97 @@ def remove_run_folder(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec],
-            estimates: Optional[dict[str, float]] = None, progress: bool = True) -> dict[str, int]:
-    """Run everything not finished yet, one run at a time, with a progress bar over runs.
+@dataclass(frozen=True)
+class Job:
+    """One unit of work of :func:`execute`: a pretraining or a fine-tuning run."""
 
-    A run that raises is recorded in ``failures.jsonl`` and the next one starts (runs that
-    need a failed pretraining fail too); a signal (SIGINT/SIGTERM) stops after saving.
+    key: str
+    """Its key in the time estimates (``pretrain/<id>`` or the run id)."""
+    spec: PretrainSpec | RunSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.source if isinstance(self.spec, PretrainSpec) else self.spec.run_id
+
+
+@dataclass
+class Outcome:
+    """What a job ended with: ``status`` is ``done``, ``skipped``, ``failed``, ``interrupted`` or
+    ``cancelled`` (a worker was told to stop before the job started)."""
+
+    job: Job
+    status: str
+    row: Optional[dict[str, Any]] = None
+    error: str = ""
+    trace: str = ""
+
+
+def run_job(runner: Runner, job: Job, record: bool = True) -> Outcome:
+    """Run one job, turning any exception but :class:`RunInterrupted` into a failed outcome."""
+    try:
+        if isinstance(job.spec, PretrainSpec):
+            return Outcome(job, "done" if runner.pretrain(job.spec) else "skipped")
+        return Outcome(job, "done", row=runner.finetune(job.spec, record=record))
+    except RunInterrupted as exc:
+        return Outcome(job, "interrupted", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - recorded, the plan goes on
+        return Outcome(job, "failed", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc())
+
+
+def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec],
+            estimates: Optional[dict[str, float]] = None, progress: bool = True, workers: int = 1,
+            threads: int = 1) -> dict[str, int]:
+    """Run everything not finished yet, with a progress bar over runs.
+
+    Pretrainings come first (runs need them), then fine-tuning runs in plan order. With
+    ``workers > 1`` both phases run in that many worker processes of ``threads`` torch threads
+    each (see :mod:`m2pt.experiments.pool`); the parent alone writes ``results.jsonl``.
+    A run that raises is recorded in ``failures.jsonl`` and the next one starts (runs that need
+    a failed pretraining fail too); a signal (SIGINT/SIGTERM) stops every run in progress after
+    saving its checkpoint, then raises :class:`RunInterrupted`.
 
     Returns:
         Counts: ``done``, ``skipped``, ``failed``.
     """
     from tqdm.auto import tqdm
 
+    from .pool import run_jobs
+
     counts = {"done": 0, "skipped": 0, "failed": 0}
     estimates = estimates or {}
     rows = runner.finished_rows()
     pending = [r for r in runs if not runner.is_finished(r, rows)]
     counts["skipped"] = len(runs) - len(pending)
-    pending_pretrain = list(pretrainings)
-    total = sum(estimates.get(f"pretrain/{p.run_id}", 0.0) for p in pending_pretrain) + \
-        sum(estimates.get(r.run_id, 0.0) for r in pending)
-    bar = tqdm(total=len(pending_pretrain) + len(pending), desc="reproduce", unit="run", disable=not progress,
+    pretrain_jobs = [Job(f"pretrain/{p.run_id}", p) for p in pretrainings]
+    run_jobs_ = [Job(r.run_id, r) for r in pending]
+    remaining = sum(estimates.get(job.key, 0.0) for job in pretrain_jobs + run_jobs_) / max(1, workers)
+    bar = tqdm(total=len(pretrain_jobs) + len(run_jobs_), desc="reproduce", unit="run", disable=not progress,
                dynamic_ncols=True)
-    remaining = total
 
-    def advance(key: str, name: str) -> None:
+    def finished(outcome: Outcome) -> None:
         nonlocal remaining
-        remaining -= estimates.get(key, 0.0)
-        bar.set_postfix_str(f"{name} | est. left {remaining / 60:.0f} min", refresh=False)
+        if outcome.status == "failed":
+            counts["failed"] += 1
+            runner.record_failure(outcome.job.key, outcome.error, outcome.trace)
+        elif outcome.status == "done":
+            counts["done"] += 1
+            if outcome.row is not None:
+                append_row(runner.results_path, outcome.row)
+        remaining -= estimates.get(outcome.job.key, 0.0) / max(1, workers)
+        bar.set_description(outcome.job.name)
+        bar.set_postfix_str(f"est. left {max(0.0, remaining) / 60:.0f} min", refresh=False)
         bar.update(1)
 
     try:
-        for spec in pending_pretrain:
-            bar.set_description(f"pretrain {spec.source}")
+        run_jobs(runner, pretrain_jobs, finished, workers, threads)
+        ready = []
+        for job in run_jobs_:
             try:
-                if runner.pretrain(spec):
-                    counts["done"] += 1
-            except RunInterrupted:
-                raise
-            except Exception as exc:  # noqa: BLE001 - recorded, the plan goes on
-                counts["failed"] += 1
-                runner.record_failure(f"pretrain/{spec.run_id}", exc)
-                runner.options.log(f"pretraining {spec.source} failed: {type(exc).__name__}: {exc}")
-            advance(f"pretrain/{spec.run_id}", spec.source)
-        for run in pending:
-            bar.set_description(run.run_id)
-            try:
-                runner.finetune(run)
-                counts["done"] += 1
-            except RunInterrupted:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                counts["failed"] += 1
-                runner.record_failure(run.run_id, exc)
-                runner.options.log(f"run {run.run_id} failed: {type(exc).__name__}: {exc}")
-            advance(run.run_id, run.run_id)
+                runner.prepare(job.spec)
+                ready.append(job)
+            except Exception as exc:  # noqa: BLE001 - e.g. its pretraining failed
+                finished(Outcome(job, "failed", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()))
+        run_jobs(runner, ready, finished, workers, threads)
     finally:
         bar.close()
     return counts

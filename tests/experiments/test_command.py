@@ -34,3 +34,12 @@ def test_parse_seeds():
         parse_seeds("0")
     with pytest.raises(argparse.ArgumentTypeError):
         parse_seeds("x")
+
+
+def test_workers_and_threads_take_auto_or_a_positive_count():
+    from m2pt.experiments.command import _count_or_auto
+
+    assert _count_or_auto("auto") == 0 and _count_or_auto("3") == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(argparse.ArgumentTypeError, match="'auto' or a positive integer"):
+            _count_or_auto(bad)
