@@ -24,7 +24,8 @@ def describe_plan(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: 
     lines = [f"profile {profile.name}: {len(pretrainings)} MAE pretraining(s), {len(runs)} fine-tuning run(s)"]
     for spec in pretrainings:
         o = spec.options
-        extra = f", ~{format_duration(estimates[f'pretrain/{spec.run_id}'])}" if estimates else ""
+        seconds = (estimates or {}).get(f"pretrain/{spec.run_id}")
+        extra = f", ~{format_duration(seconds)}" if seconds is not None else ""
         lines.append(f"  pretrain {spec.source:<22} {o['preset']}, {o['data_options']['train_size']} items x "
                      f"{o['epochs']} epochs{extra}")
     cells: dict[tuple[str, str, str], list[RunSpec]] = {}

@@ -29,3 +29,17 @@ def test_format_duration():
     assert format_duration(45) == "45 s"
     assert format_duration(750) == "12 min 30 s"
     assert format_duration(3900) == "1 h 05 min"
+
+
+def test_plan_description_with_estimates_of_only_some_pretrainings():
+    from m2pt.experiments.budgets import get_profile
+    from m2pt.experiments.plan import build_plan
+    from m2pt.experiments.reproduce import describe_plan
+
+    profile = get_profile("quick")
+    pretrainings, runs = build_plan(profile, seeds=[0])
+    estimates = {run.run_id: 30.0 for run in runs}  # pretrainings already finished: no estimate
+    estimates[f"pretrain/{pretrainings[0].run_id}"] = 90.0
+    text = describe_plan(profile, pretrainings, runs, estimates)
+    assert f"pretrain {pretrainings[0].source}" in text and "~1 min 30 s" in text
+    assert f"estimated time: {format_duration(sum(estimates.values()))}" in text
