@@ -107,18 +107,25 @@ class Runner:
         return str(path)
 
     # ---- pretraining -----------------------------------------------------------------------
+    def pretrain_finished(self, spec: PretrainSpec) -> bool:
+        """Whether this pretraining, with these options, has written its encoder."""
+        from m2pt.train.run_dir import FINAL
+
+        folder = self.pretrain_folder(spec.source)
+        return (_same_fingerprint(folder, _options_fingerprint(spec.options)) and (folder / FINAL).is_file()
+                and self.encoder_path(spec.source).is_file())
+
     def pretrain(self, spec: PretrainSpec) -> bool:
         """Run one MAE pretraining unless finished; returns whether work was done."""
         from m2pt.train.config import TrainConfig
         from m2pt.train.mae import pretrain
-        from m2pt.train.run_dir import CHECKPOINT, FINAL
+        from m2pt.train.run_dir import CHECKPOINT
 
+        if self.pretrain_finished(spec):
+            return False
         folder = self.pretrain_folder(spec.source)
         fingerprint = _options_fingerprint(spec.options)
-        same = _same_fingerprint(folder, fingerprint)
-        if same and (folder / FINAL).is_file() and self.encoder_path(spec.source).is_file():
-            return False
-        resume = same and (folder / CHECKPOINT).is_file()
+        resume = _same_fingerprint(folder, fingerprint) and (folder / CHECKPOINT).is_file()
         _write_fingerprint(folder, fingerprint)
         config = TrainConfig(**{**spec.options, "output": str(folder)})
         result = pretrain(config, resume=resume, overwrite=not resume, quiet=self.options.quiet)
@@ -260,7 +267,7 @@ def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence
     rows = runner.finished_rows()
     pending = [r for r in runs if not runner.is_finished(r, rows)]
     counts["skipped"] = len(runs) - len(pending)
-    pretrain_jobs = [Job(f"pretrain/{p.run_id}", p) for p in pretrainings]
+    pretrain_jobs = [Job(f"pretrain/{p.run_id}", p) for p in pretrainings if not runner.pretrain_finished(p)]
     run_jobs_ = [Job(r.run_id, r) for r in pending]
     remaining = sum(estimates.get(job.key, 0.0) for job in pretrain_jobs + run_jobs_) / max(1, workers)
     bar = tqdm(total=len(pretrain_jobs) + len(run_jobs_), desc="reproduce", unit="run", disable=not progress,
