@@ -178,6 +178,56 @@ TITLES = {
 }
 
 
+def gain_matrix(summaries: Sequence[ArmSummary], setting: str
+                ) -> tuple[list[str], list[str], list[list[Optional[ArmSummary]]]]:
+    """Auxiliary rows × target columns of one setting, as in the paper's Figure 3.
+
+    Returns:
+        ``(row labels, targets, grid)``; a grid cell is the arm's summary (None where the plan
+        has no such arm). Rows: each modality's MAE auxiliary, the random controls, MiniLM and
+        its control.
+    """
+    cells = {(s.modality, s.arm): s for s in summaries if s.setting == setting and s.baseline_arm}
+    targets = [m for m in MODALITY_ORDER if any(k[0] == m for k in cells)]
+    row_arms: list[tuple[str, str]] = [(f"aux-{m}", m) for m in MODALITY_ORDER]
+    random_names = sorted({s.arm for s in summaries if s.group == "main" and s.arm.startswith("random-")})
+    row_arms += [(name, f"random ({name.removeprefix('random-')} std)") for name in random_names]
+    row_arms += [("small-aux-minilm", "text (MiniLM, small)"), ("small-random-minilm", "random (MiniLM std, small)")]
+    labels, grid = [], []
+    for arm, label in row_arms:
+        if any((t, arm) in cells for t in targets):
+            labels.append(label)
+            grid.append([cells.get((t, arm)) for t in targets])
+    return labels, targets, grid
+
+
+def gain_matrix_markdown(summaries: Sequence[ArmSummary]) -> str:
+    """One gain matrix per setting: gain over the baseline and its 2·SE, bold beyond 2 SE."""
+    lines: list[str] = []
+    for setting in SETTING_ORDER:
+        labels, targets, grid = gain_matrix(summaries, setting)
+        if not labels:
+            continue
+        baselines = {s.modality: s for s in summaries if s.setting == setting and s.arm == "baseline"}
+        lines += [f"### Gain over the baseline, {setting} setting: auxiliary × target (points; 2·SE in brackets; "
+                  "bold beyond 2 SE)", "", "| auxiliary | " + " | ".join(targets) + " |",
+                  "|---|" + "---|" * len(targets),
+                  "| *baseline, top-1 % (mean ± std)* | " + " | ".join(
+                      f"{_fmt(baselines[t].mean)} ± {_fmt(baselines[t].std)}" if t in baselines else ""
+                      for t in targets) + " |"]
+        for label, row in zip(labels, grid):
+            cells = []
+            for cell in row:
+                if cell is None:
+                    cells.append("")
+                    continue
+                text = f"{_signed(cell.gain)} [{_fmt(2 * cell.se_diff)}]"
+                cells.append(f"**{text}**" if cell.significant else text)
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def markdown_table(summaries: Sequence[ArmSummary], metric: str = "top-1 %") -> str:
     """The aggregate table as Markdown, one section per group."""
     lines: list[str] = []
@@ -221,6 +271,6 @@ def write_tables(summaries: Sequence[ArmSummary], folder: Path) -> list[Path]:
     """Write ``summary.md`` and ``summary.csv`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     md, csv_path = folder / "summary.md", folder / "summary.csv"
-    md.write_text(markdown_table(summaries))
+    md.write_text(gain_matrix_markdown(summaries) + "\n" + markdown_table(summaries))
     csv_path.write_text(csv_table(summaries))
     return [md, csv_path]

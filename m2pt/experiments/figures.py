@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from .aggregate import MODALITY_ORDER, SETTING_ORDER, ArmSummary
+from .aggregate import MODALITY_ORDER, SETTING_ORDER, ArmSummary, gain_matrix
 from .records import iter_lambda_history
 
 DPI = 72
@@ -30,29 +30,11 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def heatmap_rows(summaries: Sequence[ArmSummary], setting: str) -> tuple[list[str], list[str], list[list[float]],
-                                                                         list[list[bool]]]:
-    """Rows (auxiliaries), columns (targets), gains and 2-SE flags for the Figure-3-style heatmap."""
-    cells = {(s.modality, s.arm): s for s in summaries if s.setting == setting and s.baseline_arm}
-    targets = [m for m in MODALITY_ORDER if any(k[0] == m for k in cells)]
-    row_arms: list[tuple[str, str]] = [(f"aux-{m}", m) for m in MODALITY_ORDER]
-    row_arms += [(name, label) for name, label in (("small-aux-minilm", "text (MiniLM, small)"),
-                                                   ("small-random-minilm", "random (MiniLM std, small)"))]
-    random_names = sorted({s.arm for s in summaries if s.group == "main" and s.arm.startswith("random-")})
-    row_arms[4:4] = [(name, f"random ({name.removeprefix('random-')} std)") for name in random_names]
-    rows, gains, flags = [], [], []
-    for arm, label in row_arms:
-        if not any((t, arm) in cells for t in targets):
-            continue
-        rows.append(label)
-        gains.append([cells[(t, arm)].gain if (t, arm) in cells else math.nan for t in targets])
-        flags.append([bool(cells[(t, arm)].significant) if (t, arm) in cells else False for t in targets])
-    return rows, targets, gains, flags
-
-
 def plot_heatmap(summaries: Sequence[ArmSummary], setting: str, path: Path) -> Path | None:
     """Gain over baseline (accuracy points), auxiliary rows × target columns; * marks > 2 SE."""
-    rows, cols, gains, flags = heatmap_rows(summaries, setting)
+    rows, cols, grid = gain_matrix(summaries, setting)
+    gains = [[math.nan if cell is None else cell.gain for cell in row] for row in grid]
+    flags = [[cell is not None and bool(cell.significant) for cell in row] for row in grid]
     if not rows or not cols:
         return None
     plt = _pyplot()

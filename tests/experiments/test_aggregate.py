@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from m2pt.experiments.aggregate import csv_table, markdown_table, mean_std, se_of_difference, summarize
+from m2pt.experiments.aggregate import (csv_table, gain_matrix_markdown, markdown_table, mean_std, se_of_difference,
+                                        summarize)
 from m2pt.experiments.records import latest_rows, read_rows
 
 
@@ -83,3 +84,12 @@ def test_tables_show_the_numbers(results_file):
     header, *lines = csv_text.strip().splitlines()
     assert "gain" in header.split(",") and len(lines) == 4
     assert any(line.startswith("main,scratch,image,aux-point,mae:point,tiny,3,85.0,1.0") for line in lines)
+
+
+def test_gain_matrix_has_auxiliary_rows_and_target_columns(results_file):
+    summaries = summarize(list(latest_rows(read_rows(results_file)).values()))
+    md = gain_matrix_markdown(summaries)
+    assert "| auxiliary | image |" in md and "| *baseline, top-1 % (mean ± std)* | 81.00 ± 1.00 |" in md
+    assert "| point | **+4.00 [1.63]** |" in md  # beyond 2 SE: bold
+    assert "| audio | +0.17 [" in md and "| random (point std) | +9.00 [–] |" in md  # one seed: no SE
+    assert "mae setting" not in md
