@@ -60,7 +60,7 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--list", dest="list_only", action="store_true", help="print the plan and exit")
     parser.add_argument("--workers", default="auto", type=_count_or_auto,
                         help="runs at once, each in its own process; auto (default): one per core on up to 2 cores, "
-                             "then one per 2 cores, at most 8 (on 2 cores, 2 workers of 1 thread finish 1.28x more "
+                             "then one per 2 cores, at most 8 (on 2 cores, 2 workers of 1 thread finish 1.11x more "
                              "runs per hour than 1 process of 2 threads)")
     parser.add_argument("--threads", default="auto", type=_count_or_auto,
                         help="torch threads per worker; auto (default): cores / workers, or with --workers 1 the "

@@ -1,8 +1,9 @@
 """Run the jobs of a plan one after another, or in parallel worker processes.
 
 Runs are independent and small, so on a CPU several single-threaded runs at once use the cores
-better than one run with several threads (on 2 cores: 2 workers of 1 thread finish 1.28x more
-runs per hour than 1 process of 2 threads, with bit-identical results for a given thread count).
+better than one run with several threads (on 2 cores, ``benchmarks/bench_workers.py``: 2 workers of
+1 thread finish 1.11x more runs per hour than 1 process of 2 threads, start-up included, with
+the same result for a given thread count).
 
 Workers are spawned (not forked: the parent has already run torch's thread pools). Stopping is
 cooperative, as in a single run: a worker ignores SIGINT/SIGTERM between runs and, inside a run,
@@ -122,4 +123,4 @@ def _run_parallel(runner: Runner, jobs: Sequence[Job], finished: Callable[[Outco
                     future.cancel()
     if interrupted or stop.requested:
         reason = stop.signal_name or "a worker was stopped"
-        raise RunInterrupted(f"{reason}; stopped: " + "; ".join(interrupted))
+        raise RunInterrupted(f"{reason}; stopped: " + ("; ".join(interrupted) or "no run was in progress"))
