@@ -43,6 +43,22 @@ def default_workers(cores: Optional[int] = None) -> tuple[int, int]:
     return workers, max(1, cores // workers)
 
 
+def resolve_workers(workers: int, threads: int, cores: Optional[int] = None) -> tuple[int, int]:
+    """``(workers, threads)`` from the command's values, 0 meaning auto.
+
+    Auto workers follow :func:`default_workers` (and give their threads unless ``threads`` is
+    set); several explicit workers share the cores. The threads stay 0 (to be timed) only for
+    one explicit worker.
+    """
+    cores = available_cores() if cores is None else cores
+    if workers <= 0:
+        workers, auto_threads = default_workers(cores)
+        return workers, threads if threads > 0 else auto_threads
+    if workers > 1 and threads <= 0:
+        return workers, max(1, cores // workers)
+    return workers, threads
+
+
 def _watch_stop(event: Any) -> None:
     event.wait()
     while True:  # repeated, so that a run starting right now still sees it

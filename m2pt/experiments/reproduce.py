@@ -13,7 +13,7 @@ from .budgets import Profile, get_profile
 from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
 from .figures import write_figures
 from .plan import PretrainSpec, RunSpec, build_plan
-from .pool import default_workers
+from .pool import resolve_workers
 from .records import RESULTS_FILE, latest_rows, read_rows
 from .runner import Runner, RunnerOptions, execute
 
@@ -67,7 +67,8 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
 
     ``workers=0`` runs one single-threaded worker process per core on up to 2 cores, then
     workers of 2 threads (at most 8; :func:`~m2pt.experiments.pool.default_workers`).
-    ``threads=0`` with one worker picks 1 or 2 torch threads by timing a step with each.
+    ``threads=0`` gives each of several workers cores / workers threads; with ``workers=1`` it
+    picks 1 or 2 torch threads by timing a step with each.
 
     Returns:
         ``{"runs": n, "pretrainings": n, "counts": {...}, "written": [...], "seconds": s}``
@@ -86,9 +87,7 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         result["written"] = [str(p) for p in aggregate(output, log)]
         return result
     started = time.perf_counter()
-    if workers <= 0:
-        workers, auto_threads = default_workers()
-        threads = threads if threads > 0 else auto_threads
+    workers, threads = resolve_workers(workers, threads)
     if threads <= 0:
         from .threads import choose_threads
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from m2pt.experiments.plan import PretrainSpec
-from m2pt.experiments.pool import default_workers
+from m2pt.experiments.pool import default_workers, resolve_workers
 from m2pt.experiments.records import read_rows
 from m2pt.experiments.runner import Runner, RunnerOptions, RunInterrupted, execute
 
@@ -101,3 +101,9 @@ def test_sigterm_to_the_parent_stops_every_worker_after_saving(tmp_path):
         assert "stopped by SIGTERM" in log.read_text()
     for seed in (2, 3):  # queued runs never start
         assert not (output / "runs" / "scratch" / "image" / "baseline" / f"seed{seed}").exists()
+
+
+@pytest.mark.parametrize("workers, threads, cores, expected", [
+    (0, 0, 2, (2, 1)), (0, 3, 2, (2, 3)), (2, 0, 8, (2, 4)), (4, 0, 2, (4, 1)), (1, 0, 2, (1, 0)), (1, 2, 2, (1, 2))])
+def test_resolve_workers(workers, threads, cores, expected):
+    assert resolve_workers(workers, threads, cores) == expected
