@@ -47,7 +47,8 @@ def main() -> None:
 
     _, runs = build_plan(get_profile(args.profile), seeds=range(args.runs),
                          only=[f"scratch/{args.modality}/baseline"])
-    print(f"{len(runs)} runs of {runs[0].arm.name}, {args.profile} profile, {args.modality} target ({runs[0].options['epochs']} epochs of "
+    print(f"{len(runs)} runs of {runs[0].arm.name}, {args.profile} profile, {args.modality} target "
+          f"({runs[0].options['epochs']} epochs of "
           f"{runs[0].options['data_options']['train_size']} items)")
     with tempfile.TemporaryDirectory() as tmp:
         timed(runs[:1], Path(tmp) / "warmup", 1, args.cores)  # built-in data generated and cached
@@ -55,7 +56,8 @@ def main() -> None:
         parallel, top1_parallel = timed(runs, Path(tmp) / "parallel", args.cores, 1)
         serial_b, _ = timed(runs, Path(tmp) / "serial-b", 1, args.cores)
     serial = (serial_a + serial_b) / 2
-    result = {"profile": args.profile, "runs": len(runs), "modality": args.modality, "cores": args.cores, "serial_seconds": [serial_a, serial_b],
+    result = {"profile": args.profile, "runs": len(runs), "modality": args.modality, "cores": args.cores,
+              "serial_seconds": [serial_a, serial_b],
               "parallel_seconds": parallel, "throughput_ratio": serial / parallel,
               "top1_serial": top1_serial, "top1_parallel": top1_parallel}
     print(f"1 process x {args.cores} threads: {serial_a:.1f} s, {serial_b:.1f} s (before / after)")

@@ -10,6 +10,7 @@ EPILOG = """examples:
   m2pt reproduce --quick --output results/quick
   m2pt reproduce --output /data/m2pt-full  the full set; rerun the same command to resume
   m2pt reproduce --only image --only 'aux-point*' --seeds 5
+  m2pt reproduce --workers 1 --threads 2   one run at a time, 2 torch threads
   m2pt reproduce --output /data/m2pt-full --aggregate-only   rewrite tables and figures
 
 --only matches an arm (aux-point, random-point, small-aux-minilm, ...), a target modality, a
@@ -51,7 +52,8 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
                     "a std-matched random control and the real MiniLM text model, from scratch and MAE-pretrained, "
                     "plus the paper's ablations and a λ study; tables, heatmaps and λ plots at the end. Resumable.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a subset that shows the whole pipeline (~15 min)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a subset that shows the whole pipeline (about 8 min on 2 cores)")
     parser.add_argument("--output", "-o", help="results folder (default runs/reproduce-quick or runs/reproduce-full)")
     parser.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2) or a list (0,1,2); "
                                                           "default 3 (full) or 2 (quick)")
