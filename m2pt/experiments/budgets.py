@@ -18,6 +18,9 @@ from typing import Any
 
 MODALITIES: tuple[str, ...] = ("image", "video", "point", "audio")
 
+#: Learning rate of point-cloud fine-tuning (the others use ``_COMMON_FINETUNE``'s).
+POINT_LR = 5e-4
+
 #: Point clouds are the slow modality on a CPU (the mini-PointNet tokenizer); the reproduction
 #: uses 256 points in 16 groups of 16 for both pretraining and fine-tuning.
 POINT_MODEL = {"num_points": 256, "num_groups": 16, "group_size": 16}
@@ -114,8 +117,12 @@ class Profile:
 
 
 def _finetune(modality: str, train: int, test: int, epochs: int, batch: int) -> dict[str, Any]:
-    return {**_COMMON_FINETUNE, "data_options": _data(modality, train, test), "model_overrides": _model(modality),
-            "epochs": epochs, "batch_size": batch}
+    options = {**_COMMON_FINETUNE, "data_options": _data(modality, train, test), "model_overrides": _model(modality),
+               "epochs": epochs, "batch_size": batch}
+    if modality == "point":
+        # The mini-PointNet's BatchNorm running statistics lag behind at a higher lr on these budgets.
+        options["lr"] = POINT_LR
+    return options
 
 
 def _pretrain(modality: str, train: int, test: int, epochs: int, batch: int) -> dict[str, Any]:
@@ -132,7 +139,7 @@ def full_profile() -> Profile:
             "image": _finetune("image", 2000, 1000, 3, 64),
             "audio": _finetune("audio", 800, 200, 4, 16),
             "video": _finetune("video", 800, 200, 3, 32),
-            "point": {**_finetune("point", 800, 200, 3, 16), "lr": 5e-4},
+            "point": _finetune("point", 800, 200, 3, 16),
         },
         pretrain={
             "image": _pretrain("image", 3000, 1000, 6, 64),
@@ -152,7 +159,7 @@ def quick_profile() -> Profile:
             "image": _finetune("image", 1500, 500, 2, 64),
             "audio": _finetune("audio", 400, 200, 3, 16),
             "video": _finetune("video", 400, 100, 2, 32),
-            "point": {**_finetune("point", 400, 100, 2, 16), "lr": 5e-4},
+            "point": _finetune("point", 400, 100, 2, 16),
         },
         pretrain={
             "image": _pretrain("image", 1500, 500, 2, 64),

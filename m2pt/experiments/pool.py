@@ -80,7 +80,7 @@ def _init_worker(threads: int, event: Any) -> None:
 def _run_in_worker(options: RunnerOptions, job: Job) -> Outcome:
     if _stop_event is not None and _stop_event.is_set():
         return Outcome(job, "cancelled")
-    return run_job(Runner(options), job, record=False)
+    return run_job(Runner(options), job)
 
 
 def run_jobs(runner: Runner, jobs: Sequence[Job], finished: Callable[[Outcome], None], workers: int = 1,
@@ -93,7 +93,7 @@ def run_jobs(runner: Runner, jobs: Sequence[Job], finished: Callable[[Outcome], 
     """
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            outcome = run_job(runner, job, record=False)
+            outcome = run_job(runner, job)
             if outcome.status == "interrupted":
                 raise RunInterrupted(outcome.error)
             finished(outcome)

@@ -156,13 +156,11 @@ class Runner:
             if source:
                 self.resolve(source, run.seed)
 
-    def finetune(self, run: RunSpec, record: bool = True) -> dict[str, Any]:
+    def finetune(self, run: RunSpec) -> dict[str, Any]:
         """Run one fine-tuning (resuming a stopped one); returns its row.
 
-        Args:
-            run: The run.
-            record: Append the row to ``results.jsonl`` (worker processes leave that to the
-                parent, the only writer of the file).
+        The row is not written here: :func:`execute` appends it to ``results.jsonl``, in the one
+        process that writes that file.
         """
         from m2pt.train.config import TrainConfig
         from m2pt.train.finetuning import finetune
@@ -187,8 +185,6 @@ class Runner:
                 raise RunInterrupted(f"run {run.run_id} stopped ({final.get('stop_reason')})")
             wall = time.perf_counter() - started
         row = make_row(run, folder, final, wall, aux_path)
-        if record:
-            append_row(self.results_path, row)
         if not self.options.keep_heavy_files:
             for name in HEAVY_FILES:
                 (folder / name).unlink(missing_ok=True)
@@ -231,12 +227,12 @@ class Outcome:
     trace: str = ""
 
 
-def run_job(runner: Runner, job: Job, record: bool = True) -> Outcome:
+def run_job(runner: Runner, job: Job) -> Outcome:
     """Run one job, turning any exception but :class:`RunInterrupted` into a failed outcome."""
     try:
         if isinstance(job.spec, PretrainSpec):
             return Outcome(job, "done" if runner.pretrain(job.spec) else "skipped")
-        return Outcome(job, "done", row=runner.finetune(job.spec, record=record))
+        return Outcome(job, "done", row=runner.finetune(job.spec))
     except RunInterrupted as exc:
         return Outcome(job, "interrupted", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - recorded, the plan goes on

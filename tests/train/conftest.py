@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from m2pt.train.config import TrainConfig
+from tests.fixtures import data_cache  # noqa: F401 - an autouse fixture
 
 TINY_MODEL = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 TINY_IMAGES = {"train_size": 48, "test_size": 16}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def data_cache(tmp_path_factory) -> Path:
-    """Built-in datasets are generated once per session (or reused from $M2PT_DATA)."""
-    if "M2PT_DATA" not in os.environ:
-        os.environ["M2PT_DATA"] = str(tmp_path_factory.mktemp("m2pt_data"))
-    torch.set_num_threads(1)
-    return Path(os.environ["M2PT_DATA"])
 
 
 def tiny_config(output: Path, **changes) -> TrainConfig:
