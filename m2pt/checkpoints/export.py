@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from torch import nn
 
@@ -69,7 +69,8 @@ def _summary(model: nn.Module) -> dict[str, Any]:
 
 
 def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | None = None,
-               extra: Mapping[str, Any] | None = None) -> Path:
+               extra: Mapping[str, Any] | None = None, classes: Sequence[str] | None = None,
+               input_spec: Mapping[str, Any] | None = None) -> Path:
     """Save a plain (merged) model as safetensors with a JSON config beside it.
 
     Args:
@@ -82,6 +83,10 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
             (e.g. ``img_size``, ``num_classes``).
         extra: JSON-serialisable notes stored in the config under ``"extra"`` (e.g. how the
             model was trained and its metrics).
+        classes: Class names in label order (stored under ``"classes"``), so that evaluation
+            and prediction match data to the model by name.
+        input_spec: What the model's input is (stored under ``"input"``; see
+            ``m2pt.data.input_spec``): modality, input size, normalisation, ...
 
     Returns:
         The path of the weights file.
@@ -113,6 +118,8 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "summary": _summary(model),
         "extra": dict(extra or {}),
+        "classes": [str(c) for c in classes] if classes is not None else None,
+        "input": dict(input_spec) if input_spec is not None else None,
     }
     try:
         encoded = json.dumps(document, sort_keys=True)
@@ -167,7 +174,8 @@ def load_model(path: PathLike) -> nn.Module:
         path: The ``.safetensors`` file, its ``.json`` config, or the export directory.
 
     Returns:
-        The model, in the mode its builder leaves it (training mode for timm and m2pt).
+        The model, in the mode its builder leaves it (training mode for timm and m2pt), with
+        ``m2pt_classes`` (class names or None) and ``m2pt_input`` (input spec or None).
 
     Raises:
         FileNotFoundError: weights or config missing.
@@ -200,4 +208,6 @@ def load_model(path: PathLike) -> nn.Module:
     except RuntimeError as exc:
         raise CheckpointError(
             f"The weights in {weights_path} do not fit the model rebuilt from {config_path}:\n{exc}") from exc
+    model.m2pt_classes = document.get("classes")
+    model.m2pt_input = document.get("input")
     return model

@@ -10,12 +10,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .config import TrainConfig
-from .data import build_model, build_split
+from .data import build_model, build_split, check_separate_test_data
 from .distributed import DistInfo, distributed_session
 from m2pt.checkpoints import save_model
 from .loop import autocast, fit
 from .mae_model import MaskedAutoencoder
 from .plots import write_plots
+from .run_lock import lock_run_folder
 from .run_dir import MetricsWriter, close_logger, make_logger, prepare_run_folder, write_config, write_final
 from .state import seed_everything
 
@@ -45,7 +46,7 @@ def pretrain(config: TrainConfig, resume: bool = False, overwrite: bool = False,
     Returns:
         Final metrics (``{"finished": False, ...}`` when a signal stopped the run).
     """
-    with distributed_session(config.device, info) as session:
+    with distributed_session(config.device, info) as session, lock_run_folder(config.output, session.is_main):
         return _pretrain(config, resume, overwrite, quiet, session)
 
 
@@ -53,6 +54,7 @@ def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
     folder = prepare_run_folder(config.output, resume, overwrite) if info.is_main else Path(config.output)
     logger = make_logger(folder if info.is_main else None, quiet or not info.is_main)
     try:
+        check_separate_test_data(config)
         train_set, test_set = build_split(config, "train"), build_split(config, "test")
         torch.manual_seed(config.seed)
         encoder = build_model(config, num_classes=0)
