@@ -40,24 +40,31 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
+_WRAPPERS = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+
+
 def _parallel_wrapper_of(module: nn.Module) -> Optional[nn.Module]:
     """The DDP / DataParallel wrapper that holds ``module`` as its ``.module``, if any.
 
-    A wrapper keeps its child in its ``_modules`` dict; nothing is set on the child itself.
+    A wrapper keeps its child in its ``_modules`` dict, held by the wrapper's ``__dict__``
+    (or inline by the wrapper itself); nothing is set on the child.
     """
-    for holder in gc.get_referrers(module):
-        if not isinstance(holder, dict) or holder.get("module") is not module:
+    for modules_dict in gc.get_referrers(module):
+        if not isinstance(modules_dict, dict) or modules_dict.get("module") is not module:
             continue
-        for owner in gc.get_referrers(holder):
-            if (isinstance(owner, (nn.parallel.DistributedDataParallel, nn.DataParallel))
-                    and owner.__dict__.get("_modules") is holder):
-                return owner
+        for holder in gc.get_referrers(modules_dict):
+            if isinstance(holder, _WRAPPERS) and holder._modules is modules_dict:
+                return holder
+            if isinstance(holder, dict) and holder.get("_modules") is modules_dict:
+                for owner in gc.get_referrers(holder):
+                    if isinstance(owner, _WRAPPERS) and owner._modules is modules_dict:
+                        return owner
     return None
 
 
 def _check_target(target: nn.Module) -> None:
     """Refuse a wrapped target, a target inside a wrapper, and a target that has pathways."""
-    if isinstance(target, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+    if isinstance(target, _WRAPPERS):
         raise PathwayError(
             "add_pathways got a DistributedDataParallel/DataParallel model. Attach pathways to the plain "
             "model first, then wrap it, so that DDP sees the pathway parameters.")
