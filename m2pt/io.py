@@ -42,6 +42,8 @@ def _is_out_of_space(exc: BaseException, folder: Path) -> bool:
         if "No space left on device" in str(cause) or "os error 28" in str(cause):
             return True
         cause = cause.__cause__ or cause.__context__
+    if not isinstance(exc, RuntimeError):
+        return False
     try:  # a C++ writer (torch.save to a path) reports "enforce fail" with no errno
         return shutil.disk_usage(folder).free < 1 << 20
     except OSError:

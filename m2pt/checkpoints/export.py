@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from ..io import PathLike, atomic_write_json, load_tensor_file, save_safetensors
+from ..io import PathLike, atomic_write_json, load_tensor_file, read_safetensors_metadata, save_safetensors
 from .formats import M2PT_METADATA_KEY, CheckpointError
 
 CONFIG_VERSION = 1
@@ -147,11 +147,18 @@ def _find_config(path: Path) -> tuple[Path, Path]:
 def read_export_config(path: PathLike) -> dict[str, Any]:
     """The JSON config of an exported model (``path``: weights file, config file or directory).
 
+    Without the ``.json`` beside the weights, the copy that :func:`save_model` stores in the
+    safetensors header is used, so a lone ``.safetensors`` still knows its classes and input.
+
     Raises:
         FileNotFoundError: no config beside the weights.
         ValueError: the config is not the JSON that :func:`save_model` writes.
     """
-    _, config_path = _find_config(Path(path))
+    weights_path, config_path = _find_config(Path(path))
+    if not config_path.is_file() and weights_path.suffix == ".safetensors" and weights_path.is_file():
+        embedded = read_safetensors_metadata(weights_path).get(M2PT_METADATA_KEY)
+        if embedded:  # the weights file carries the same document in its header
+            return json.loads(embedded)
     if not config_path.is_file():
         raise FileNotFoundError(
             f"No model config at {config_path}: load_model needs the JSON that save_model writes beside the "
