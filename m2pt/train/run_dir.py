@@ -14,6 +14,7 @@ Layout::
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from m2pt.io import atomic_write_json
+from m2pt.io import NoSpaceError, atomic_write_json, atomic_write_text
 
 CONFIG = "config.json"
 LOG = "train.log"
@@ -138,24 +139,42 @@ def skipped_files(datasets: dict[str, Any]) -> dict[str, Any]:
 
 
 class MetricsWriter:
-    """Appends JSON records to ``metrics.jsonl``; on resume, drops records past the checkpoint."""
+    """Appends JSON records to ``metrics.jsonl``; on resume, drops records past the checkpoint.
+
+    A last line cut short (the process killed or the disk full mid-write) is dropped on
+    reading; a damaged line elsewhere is an error that names the line.
+    """
 
     def __init__(self, folder: Path, resume_step: Optional[int] = None) -> None:
         self.path = folder / METRICS
         if resume_step is not None and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [json.dumps(record) for record in self.read() if record.get("step", 0) <= resume_step]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpaceError(exc.errno, f"no space left on {self.path.parent} while writing {METRICS}; "
+                                              "free some space, then resume the run") from exc
+            raise
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                if number == len(lines):  # an interrupted append
+                    break
+                raise RunFolderError(f"{self.path}:{number} is not a JSON record ({exc}); the file is damaged") from exc
+        return records
 
 
 def write_config(folder: Path, config: dict[str, Any]) -> None:

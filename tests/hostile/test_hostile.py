@@ -465,3 +465,14 @@ def test_21_save_every_steps_survives_sigkill(tmp_path):
                                                                                       "model.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+
+
+def test_22_a_metrics_line_cut_short_does_not_block_resume(tmp_path):
+    run = tmp_path / "run"
+    assert not finetune(tiny_run(run, interrupt_at_step=3), quiet=True)["finished"]
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 2.3')  # what SIGKILL or a full disk can leave
+    assert finetune(tiny_run(run), resume=True, quiet=True)["finished"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records]
+    assert steps == sorted(steps) and steps[-1] == 12
