@@ -21,9 +21,9 @@ from .distributed import DistInfo, distributed_session
 from .loop import autocast, fit
 from .metrics import mean_average_precision, topk_correct
 from .plots import write_plots
-from .run_lock import lock_run_folder
 from .run_dir import (MetricsWriter, close_logger, make_logger, prepare_run_folder, skipped_files, write_config,
                       write_final)
+from .run_lock import lock_run_folder
 from .state import seed_everything
 
 

@@ -16,8 +16,9 @@ from m2pt.checkpoints import save_model
 from .loop import autocast, fit
 from .mae_model import MaskedAutoencoder
 from .plots import write_plots
+from .run_dir import (MetricsWriter, close_logger, make_logger, prepare_run_folder, skipped_files, write_config,
+                      write_final)
 from .run_lock import lock_run_folder
-from .run_dir import MetricsWriter, close_logger, make_logger, prepare_run_folder, write_config, write_final
 from .state import seed_everything
 
 ENCODER_FILE = "encoder.safetensors"
@@ -81,7 +82,7 @@ def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             return {"finished": True, "step": result.step}
         records = MetricsWriter(folder).read()
         final = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"},
-                 "encoder": str(folder / ENCODER_FILE)}
+                 "encoder": str(folder / ENCODER_FILE), **skipped_files({"train": train_set, "test": test_set})}
         save_model(encoder.cpu() if info.device.type != "cpu" else encoder, folder / ENCODER_FILE,
                    extra={"pretraining": {"method": "mae", "mask_ratio": config.mask_ratio,
                                                 "epochs": config.epochs}})

@@ -26,7 +26,7 @@ import m2pt
 from m2pt.cli import main
 from m2pt.io import load_tensor_file, save_safetensors
 from m2pt.pathway import PathwayError
-from m2pt.train.config import TrainConfig, TrainConfigError
+from m2pt.train.config import TrainConfig
 from m2pt.train.finetuning import finetune
 from m2pt.train.state import load_training_state
 
