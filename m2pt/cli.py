@@ -18,7 +18,10 @@ EXAMPLES = {
                 "  m2pt finetune --recipe image --data /data/imagenet --aux pointmae_pretrain.pth "
                 "--init mae_pretrain_vit_base.pth --output runs/in1k\n"
                 "  m2pt finetune --output runs/m2pt --resume",
-    "merge": "examples:\n  m2pt merge runs/m2pt/pathways.safetensors merged.safetensors\n  m2pt merge runs/m2pt out.safetensors",
+    "merge": "examples:\n  m2pt merge runs/m2pt/pathways.safetensors merged.safetensors\n  m2pt merge runs/m2pt out.safetensors\n"
+             "  m2pt merge runs/m2pt out.safetensors --overwrite",
+    "predict": "examples:\n  m2pt predict runs/m2pt/model.safetensors clip1.wav clip2.wav\n"
+               "  m2pt predict model.safetensors photos/*.png --top-k 3",
     "evaluate": "examples:\n  m2pt evaluate runs/m2pt/model.safetensors\n"
                 "  m2pt evaluate merged.safetensors --data /data/fashion_images --split test",
     "info": "examples:\n  m2pt info runs/m2pt/pathways.safetensors\n  m2pt info mae_pretrain_vit_base.pth\n"
@@ -46,6 +49,7 @@ def _add_training_arguments(p: argparse.ArgumentParser, task: str) -> None:
     g.add_argument("--model-override", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="create_model argument, e.g. depth=2 (repeatable)")
     g.add_argument("--data", help="dataset path, or 'builtin' (default) for the generated offline data")
+    g.add_argument("--test-data", help="test list when --data is a single list file (never both train and test)")
     g.add_argument("--data-option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="dataset argument, e.g. train_size=2000 (repeatable)")
     g.add_argument("--output", "-o", required=True, help="run folder")
@@ -56,6 +60,8 @@ def _add_training_arguments(p: argparse.ArgumentParser, task: str) -> None:
     g.add_argument("--device", help="auto (default), cpu, cuda")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
     g.add_argument("--max-train-batches", type=int, help="cap batches per epoch (quick runs)")
+    g.add_argument("--save-every-steps", type=int, metavar="N",
+                   help="also checkpoint every N optimiser steps (default: at epoch ends and on signals)")
     g.add_argument("--cache-data", action="store_true", default=None,
                    help="keep inputs in memory after the first read (e.g. audio fbank)")
     o = p.add_argument_group("optimisation")
@@ -120,6 +126,7 @@ def config_from_args(args: argparse.Namespace, task: str) -> "Any":
         else:
             options[key] = value
     options["pathway"] = pathway
+    _absolute_paths(options)
     options["model_overrides"] = {**options.get("model_overrides", {}), **dict(args.model_override)}
     options["data_options"] = {**options.get("data_options", {}), **dict(args.data_option)}
     if task == "pretrain" and args.mask_ratio is None:
@@ -127,16 +134,62 @@ def config_from_args(args: argparse.Namespace, task: str) -> "Any":
     return TrainConfig.from_dict(options)
 
 
+# Options that may differ on --resume: they change where, how fast or how often, not what is trained.
+_RESUME_SAFE = {"device", "cache_data", "save_every_steps", "quiet", "epochs"}
+_RESUME_IGNORED = {"command", "func", "resume", "overwrite", "output"}
+_FLAG_NAMES = {"amp": "--no-amp", "train_scale": "--fixed-scale", "train_aux": "--freeze-aux",
+               "train_target": "--freeze-target"}
+_PATH_OPTIONS = ("data", "test_data", "init")
+
+
+def _flag(dest: str) -> str:
+    return _FLAG_NAMES.get(dest, "--" + dest.replace("_", "-"))
+
+
+def _absolute_paths(options: dict[str, Any]) -> None:
+    """Store existing data/checkpoint paths as absolute ones, so the run resumes from any directory."""
+    for key in _PATH_OPTIONS:
+        if isinstance(options.get(key), str) and options[key] != "builtin" and Path(options[key]).expanduser().exists():
+            options[key] = str(Path(options[key]).expanduser().resolve())
+    if options.get("aux"):
+        options["aux"] = [str(Path(a).expanduser().resolve()) if Path(a).expanduser().exists() else a
+                          for a in options["aux"]]
+
+
 def _resumed_config(args: argparse.Namespace, task: str) -> Any:
-    from m2pt.train.config import TrainConfig
+    """The stored config of the run in ``--output``, in that folder (wherever it is now).
+
+    Flags that would change the run are refused, naming each; ``--epochs`` may raise the
+    budget, and ``--device``, ``--cache-data``, ``--save-every-steps`` may change.
+    """
+    from m2pt.train.config import TrainConfig, TrainConfigError
     from m2pt.train.run_dir import CONFIG, RunFolderError
 
+    if args.overwrite:
+        raise RunFolderError("--resume and --overwrite together: --resume continues the run in --output, "
+                             "--overwrite deletes it. Pass only one.")
     path = Path(args.output) / CONFIG
     if not path.is_file():
         raise RunFolderError(f"--resume: {path} does not exist; nothing to resume in {args.output}")
-    stored = json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"--resume: {path} is not valid JSON ({exc})") from exc
+    given = {k: v for k, v in vars(args).items() if k not in _RESUME_IGNORED and v not in (None, [], False)}
+    refused = sorted(_flag(k) for k in given if k not in _RESUME_SAFE)
+    if refused:
+        raise TrainConfigError(
+            f"--resume continues the run as it was configured; {', '.join(refused)} would change it. Drop "
+            f"{'these flags' if len(refused) > 1 else 'this flag'} (the run's options are in {path}), or start a new "
+            "run in another --output. On resume only --epochs (to raise it), --device, --cache-data and "
+            "--save-every-steps may be given.")
+    if "epochs" in given and given["epochs"] < int(stored.get("epochs", 0)):
+        raise TrainConfigError(f"--epochs {given['epochs']} on --resume is below the run's {stored['epochs']} "
+                               "epochs; a resumed run can only be extended")
     known = set(TrainConfig.__dataclass_fields__)
-    return TrainConfig.from_dict({k: v for k, v in stored.items() if k in known})
+    config = {k: v for k, v in stored.items() if k in known}
+    config.update({k: v for k, v in given.items() if k in known}, output=str(args.output))
+    return TrainConfig.from_dict(config)
 
 
 def _train(args: argparse.Namespace, task: str) -> int:
@@ -158,7 +211,7 @@ def _train(args: argparse.Namespace, task: str) -> int:
 def _merge(args: argparse.Namespace) -> int:
     from m2pt.train.merge_file import merge_pathway_file
 
-    out = merge_pathway_file(args.pathways, args.output, model_args_file=args.config)
+    out = merge_pathway_file(args.pathways, args.output, model_args_file=args.config, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -166,22 +219,36 @@ def _merge(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from m2pt.checkpoints import load_model
     from m2pt.train.config import TrainConfig
     from m2pt.train.data import build_split
-    from m2pt.checkpoints import load_model
     from m2pt.train.finetuning import evaluate_model
+    from m2pt.train.predict import evaluation_data_options, match_model_classes
 
     model = load_model(args.model)
     model_args = model.m2pt_model_args
     overrides = {k: v for k, v in model_args.items() if k not in ("modality", "preset", "num_classes")}
+    spec = getattr(model, "m2pt_input", None) or {}
+    data_options = {**evaluation_data_options(spec, model_args["modality"], args.data), **dict(args.data_option)}
     config = TrainConfig(modality=model_args["modality"], preset=model_args["preset"], model_overrides=overrides,
-                         data=args.data, data_options=dict(args.data_option))
-    dataset = build_split(config, args.split)
-    if dataset.num_classes != model_args["num_classes"]:
-        raise ValueError(f"the dataset has {dataset.num_classes} classes, the model {model_args['num_classes']}")
+                         data=args.data, data_options=data_options)
+    dataset = match_model_classes(build_split(config, args.split), model, f"--data {args.data}")
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     metrics = evaluate_model(model.to(device), dataset, device, multi_label=bool(getattr(dataset, "multi_label", False)))
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from m2pt.checkpoints import load_model
+    from m2pt.train.predict import model_classes_and_input, predict_files
+
+    model = load_model(args.model)
+    classes, spec = model_classes_and_input(model, args.model)
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    print(json.dumps(predict_files(model, args.files, classes, spec, top_k=args.top_k, device=device), indent=2))
     return 0
 
 
@@ -235,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("pathways", help="pathways.safetensors, or a run folder")
     merge.add_argument("output", help="output .safetensors")
     merge.add_argument("--config", help="JSON with model_args (default: config.json beside the pathway file)")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     merge.set_defaults(func=_merge)
 
     ev = add("evaluate", "test metrics of a saved model", "Top-1/top-5 (or mAP) of a plain m2pt model on a dataset.")
@@ -244,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test")
     ev.add_argument("--device", default="auto")
     ev.set_defaults(func=_evaluate)
+
+    pred = add("predict", "top-k class names for files, with a saved model",
+               "Read each file as the model's input (as recorded in the model file: modality, size, normalisation) "
+               "and print its top-k classes by name.")
+    pred.add_argument("model", help="model .safetensors written by m2pt")
+    pred.add_argument("files", nargs="+", help="input files (images, audio, videos, point clouds)")
+    pred.add_argument("--top-k", type=int, default=5)
+    pred.add_argument("--device", default="auto")
+    pred.set_defaults(func=_predict)
 
     info = add("info", "what a checkpoint holds", "Format, shapes, where pathways are, λ statistics.")
     info.add_argument("checkpoint", help="a checkpoint file or run folder")

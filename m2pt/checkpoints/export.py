@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from ..io import PathLike, atomic_write_json, load_tensor_file, save_safetensors
+from ..io import PathLike, atomic_write_json, load_tensor_file, read_safetensors_metadata, save_safetensors
 from .formats import M2PT_METADATA_KEY, CheckpointError
 
 CONFIG_VERSION = 1
@@ -69,7 +69,8 @@ def _summary(model: nn.Module) -> dict[str, Any]:
 
 
 def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | None = None,
-               extra: Mapping[str, Any] | None = None) -> Path:
+               extra: Mapping[str, Any] | None = None, classes: Sequence[str] | None = None,
+               input_spec: Mapping[str, Any] | None = None) -> Path:
     """Save a plain (merged) model as safetensors with a JSON config beside it.
 
     Args:
@@ -82,6 +83,10 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
             (e.g. ``img_size``, ``num_classes``).
         extra: JSON-serialisable notes stored in the config under ``"extra"`` (e.g. how the
             model was trained and its metrics).
+        classes: Class names in label order (stored under ``"classes"``), so that evaluation
+            and prediction match data to the model by name.
+        input_spec: What the model's input is (stored under ``"input"``; see
+            ``m2pt.data.input_spec``): modality, input size, normalisation, ...
 
     Returns:
         The path of the weights file.
@@ -113,6 +118,8 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "summary": _summary(model),
         "extra": dict(extra or {}),
+        "classes": [str(c) for c in classes] if classes is not None else None,
+        "input": dict(input_spec) if input_spec is not None else None,
     }
     try:
         encoded = json.dumps(document, sort_keys=True)
@@ -140,11 +147,18 @@ def _find_config(path: Path) -> tuple[Path, Path]:
 def read_export_config(path: PathLike) -> dict[str, Any]:
     """The JSON config of an exported model (``path``: weights file, config file or directory).
 
+    Without the ``.json`` beside the weights, the copy that :func:`save_model` stores in the
+    safetensors header is used, so a lone ``.safetensors`` still knows its classes and input.
+
     Raises:
         FileNotFoundError: no config beside the weights.
         ValueError: the config is not the JSON that :func:`save_model` writes.
     """
-    _, config_path = _find_config(Path(path))
+    weights_path, config_path = _find_config(Path(path))
+    if not config_path.is_file() and weights_path.suffix == ".safetensors" and weights_path.is_file():
+        embedded = read_safetensors_metadata(weights_path).get(M2PT_METADATA_KEY)
+        if embedded:  # the weights file carries the same document in its header
+            return json.loads(embedded)
     if not config_path.is_file():
         raise FileNotFoundError(
             f"No model config at {config_path}: load_model needs the JSON that save_model writes beside the "
@@ -167,7 +181,8 @@ def load_model(path: PathLike) -> nn.Module:
         path: The ``.safetensors`` file, its ``.json`` config, or the export directory.
 
     Returns:
-        The model, in the mode its builder leaves it (training mode for timm and m2pt).
+        The model, in the mode its builder leaves it (training mode for timm and m2pt), with
+        ``m2pt_classes`` (class names or None) and ``m2pt_input`` (input spec or None).
 
     Raises:
         FileNotFoundError: weights or config missing.
@@ -200,4 +215,6 @@ def load_model(path: PathLike) -> nn.Module:
     except RuntimeError as exc:
         raise CheckpointError(
             f"The weights in {weights_path} do not fit the model rebuilt from {config_path}:\n{exc}") from exc
+    model.m2pt_classes = document.get("classes")
+    model.m2pt_input = document.get("input")
     return model

@@ -30,7 +30,7 @@ import av
 import numpy as np
 import torch
 
-from m2pt.data.base import LabelledDataset, multi_hot
+from m2pt.data.base import LabelledDataset, class_names, multi_hot
 from m2pt.data.errors import DatasetError
 from m2pt.data.robust import DEFAULT_MAX_BAD_FRACTION, BadFileTracker
 
@@ -177,7 +177,7 @@ class AudioListDataset(LabelledDataset):
         if class_index_csv is not None:
             self.classes, lookup = read_class_index(Path(class_index_csv))
         else:
-            self.classes = list(classes) if classes is not None else _sorted_names(
+            self.classes = class_names(classes) if classes is not None else _sorted_names(
                 {label for _, labels in rows for label in labels})
             lookup = {name: index for index, name in enumerate(self.classes)}
         self.paths: list[Path] = []

@@ -57,6 +57,17 @@ class LabelledDataset(Dataset):
         )
 
 
+def class_names(value: str | Sequence[str]) -> list[str]:
+    """Class names from a list, or from one comma-separated string (``--data-option classes=a,b,c``)."""
+    if isinstance(value, str):
+        names = [name.strip() for name in value.split(",")]
+    else:
+        names = [str(name).strip() for name in value]
+    if not names or any(not name for name in names):
+        raise ValueError(f"classes must be non-empty names, e.g. 'cat,dog' or ['cat', 'dog']; got {value!r}")
+    return names
+
+
 def multi_hot(indices: Sequence[int], num_classes: int) -> torch.Tensor:
     """Return a float vector of length ``num_classes`` with ones at ``indices``."""
     target = torch.zeros(num_classes, dtype=torch.float32)

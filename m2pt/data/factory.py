@@ -16,6 +16,7 @@ from m2pt.data.builtin.spoken_words import SpokenWordsDataset
 from m2pt.data.errors import DatasetError
 from m2pt.data.images import ImageFolderDataset
 from m2pt.data.meshes import MeshFolderDataset
+from m2pt.data.options import check_options
 from m2pt.data.points import ModelNet40Dataset, ScanObjectNNDataset
 from m2pt.data.shapenet_part import ShapeNetPartDataset
 from m2pt.data.video import VideoListDataset
@@ -31,6 +32,9 @@ BUILTIN_DATASETS = {"image": FashionMNISTDataset, "video": MovingDigitsDataset,
 SPLIT_ALIASES = {"train": ("train", "training"), "val": ("val", "valid", "validation", "test", "eval"),
                  "test": ("test", "eval", "val", "valid", "validation")}
 AUDIOSET_CLASS_INDEX = "class_labels_indices.csv"
+# The classes a user's data on disk can go to, per modality (for checking options by name).
+DATASET_CLASSES = {"image": [ImageFolderDataset], "video": [VideoListDataset], "audio": [AudioListDataset],
+                   "point": [ModelNet40Dataset, ScanObjectNNDataset, ShapeNetPartDataset, MeshFolderDataset]}
 
 
 def canonical_modality(modality: str) -> str:
@@ -107,11 +111,14 @@ def build_dataset(modality: str, path_or_builtin: PathLike, split: str = "train"
     """
     modality = canonical_modality(modality)
     if str(path_or_builtin) == "builtin":
+        check_options(options, [BUILTIN_DATASETS[modality]], f"the built-in {modality} dataset",
+                      accepted_extra=("root", "seed"))
         return builtin_dataset(modality, split, **options)
     path = Path(path_or_builtin).expanduser()
     if not path.exists():
         raise DatasetError(f"{modality} dataset path {path} does not exist; pass an existing "
                            "folder or list file, or 'builtin' for the generated dataset")
+    check_options(options, DATASET_CLASSES[modality], f"{modality} data at {path}")
     if modality == "image":
         return ImageFolderDataset(path, split, **options)
     if modality == "video":

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision import datasets, transforms
@@ -56,6 +57,27 @@ def find_split_folder(root: Path, split: str) -> Path:
     present = sorted(p.name for p in root.iterdir() if p.is_dir())
     raise DatasetError(f"no '{split}' folder in {root} (found: {present or 'nothing'}); the "
                        "ImageFolder layout is <root>/train/<class>/*.png and <root>/val/<class>/*")
+
+
+# Integer modes whose values are not 8-bit: 16-bit PNG/TIFF ("I;16*"), 32-bit integers ("I").
+_WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+
+
+def load_image(image: Image.Image, channels: int, preprocess: Callable[[Image.Image], torch.Tensor],
+               image_size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """An opened image as a normalised ``[channels, image_size, image_size]`` tensor.
+
+    8-bit images go through ``preprocess`` (PIL resize, ``ToTensor``, ``Normalize``). 16-bit
+    images are scaled by 65535 (PIL's ``convert("L")`` would clip them at 255), then resized.
+    """
+    scale = _WIDE_MODES.get(image.mode)
+    if scale is None:
+        return preprocess(image.convert("L" if channels == 1 else "RGB"))
+    values = torch.from_numpy(np.asarray(image, dtype=np.float32) / scale)[None]
+    if image.mode == "I" and values.max() > 1.0:  # 32-bit data beyond 16 bits
+        values = values * scale / float(np.iinfo(np.int32).max)
+    values = transforms.functional.resize(values, [image_size, image_size], antialias=True)
+    return transforms.functional.normalize(values.expand(channels, -1, -1), list(mean), list(std))
 
 
 class ImageFolderDataset(LabelledDataset):
@@ -115,8 +137,7 @@ class ImageFolderDataset(LabelledDataset):
     def _load(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         with Image.open(path) as image:
-            image = image.convert("L" if self.channels == 1 else "RGB")
-            tensor = self.preprocess(image)
+            tensor = load_image(image, self.channels, self.preprocess, self.sample_shape[-1], self.mean, self.std)
         if self.transform is not None:
             tensor = self.transform(tensor)
         return tensor, label

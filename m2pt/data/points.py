@@ -14,7 +14,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 import torch
 
-from m2pt.data.base import LabelledDataset
+from m2pt.data.base import LabelledDataset, class_names
 from m2pt.data.errors import DatasetError
 from m2pt.data.robust import DEFAULT_MAX_BAD_FRACTION, BadFileTracker
 
@@ -174,12 +174,15 @@ class ScanObjectNNDataset(LabelledDataset):
         seed: Seed of random point selection.
         classes: Class names (default: the 15 ScanObjectNN classes).
         transform: Optional callable applied to the point tensor.
+        max_bad_fraction: Tolerated fraction of bad clouds (non-finite coordinates), which are
+            skipped like unreadable files of the other loaders (named ``<file>#<index>``).
     """
 
     def __init__(self, path: PathLike, split: str = "train", num_points: int = 2048,
                  point_selection: str = "first", seed: int = 0,
                  classes: Sequence[str] = SCANOBJECTNN_CLASSES,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION) -> None:
         try:
             import h5py
         except ImportError as error:
@@ -194,7 +197,7 @@ class ScanObjectNNDataset(LabelledDataset):
                                "an HDF5 file with datasets 'data' [M, P, 3] and 'label' [M]") from error
         if len(labels) != len(self.points):
             raise DatasetError(f"{self.path}: {len(self.points)} clouds but {len(labels)} labels")
-        self.classes = list(classes)
+        self.classes = class_names(classes)
         if labels.size and not 0 <= labels.min() <= labels.max() < len(self.classes):
             raise DatasetError(f"{self.path}: labels span {labels.min()}..{labels.max()} but "
                                f"there are {len(self.classes)} classes; pass classes=...")
@@ -202,12 +205,19 @@ class ScanObjectNNDataset(LabelledDataset):
         self.num_points, self.point_selection, self.seed = num_points, point_selection, seed
         self.sample_shape = (num_points, 3)
         self.transform = transform
+        self.tracker = BadFileTracker([f"{self.path}#{i}" for i in range(len(self.targets))], max_bad_fraction,
+                                      f"ScanObjectNNDataset({self.path})")
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.tracker.load(index, self._load)
+
+    def _load(self, index: int) -> tuple[torch.Tensor, int]:
         cloud = self.points[index]
+        if not np.isfinite(cloud).all():
+            raise ValueError("non-finite coordinates")
         keep = select_points(len(cloud), self.num_points, self.point_selection, self.seed * 1_000_003 + index)
         points = torch.from_numpy(normalize_to_unit_sphere(cloud[keep]).astype(np.float32))
         if self.transform is not None:

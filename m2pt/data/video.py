@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from m2pt.data.base import LabelledDataset
+from m2pt.data.base import LabelledDataset, class_names
 from m2pt.data.errors import DatasetError
 from m2pt.data.images import IMAGENET_MEAN, IMAGENET_STD
 from m2pt.data.robust import DEFAULT_MAX_BAD_FRACTION, BadFileTracker
@@ -188,13 +188,13 @@ class VideoListDataset(LabelledDataset):
                         ) -> tuple[list[str], list[int]]:
         if all(label.lstrip("-").isdigit() for label in labels):
             indices = [int(label) for label in labels]
-            names = list(classes) if classes is not None else [str(i) for i in range(max(indices) + 1)]
+            names = class_names(classes) if classes is not None else [str(i) for i in range(max(indices) + 1)]
             bad = sorted({i for i in indices if not 0 <= i < len(names)})
             if bad:
                 raise DatasetError(f"{self.list_file}: labels {bad[:5]} are outside the "
                                    f"{len(names)} classes; pass the full class list (classes=...)")
             return names, indices
-        names = list(classes) if classes is not None else sorted(set(labels))
+        names = class_names(classes) if classes is not None else sorted(set(labels))
         lookup = {name: index for index, name in enumerate(names)}
         unknown = sorted(set(labels) - set(lookup))
         if unknown:

@@ -17,7 +17,7 @@ from .budgets import Profile
 CONTROL_AUX = {"image": "point", "video": "point", "point": "image", "audio": "point"}
 
 #: Options that do not change a run's result (left out of its fingerprint).
-NON_RESULT_OPTIONS = frozenset({"interrupt_at_step"})
+NON_RESULT_OPTIONS = frozenset({"interrupt_at_step", "save_every_steps"})
 
 
 def result_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from typing import Any, Callable, Dict, Mapping
 
 from torch import nn
 
+from m2pt.options import constructor_defaults, value_type_problem
+
 from .audio import AudioTransformer
 from .image import create_image_model
 from .point import PointPartSegTransformer, PointTransformer
@@ -45,6 +47,17 @@ def _parameters(builder: Callable[..., nn.Module]) -> set:
             if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
+def _check_override_types(overrides: Mapping[str, Any], preset: Mapping[str, Any],
+                          builder: Callable[..., nn.Module]) -> None:
+    """Refuse an override whose value is not of the type of the preset's (or the builder's default) value."""
+    defaults = {**constructor_defaults([builder]), **preset}
+    for name, value in overrides.items():
+        expected = value_type_problem(value, defaults.get(name, inspect.Parameter.empty))
+        if expected:
+            raise ValueError(f"model override {name}={value!r} must be {expected} (the preset uses "
+                             f"{defaults[name]!r})")
+
+
 def valid_overrides(modality: str, task: str = "classification") -> list:
     """Names of the constructor arguments `create_model` accepts as overrides for a modality."""
     if modality not in MODALITIES:
@@ -80,6 +93,7 @@ def create_model(modality: str, preset: str = "base", num_classes: int = 1000, *
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise ValueError(f"unknown override(s) {', '.join(unknown)} for {modality} models; valid overrides: {', '.join(valid)}")
+    _check_override_types(overrides, kwargs, builder)
     model_args = {"modality": modality, "preset": preset, "num_classes": num_classes, **overrides}
     try:
         json.dumps(model_args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import warnings
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 
 from .config import PathwayConfig
 from .errors import PathwayError
-from .module import attach_pathway, original_tensor
+from .module import attach_pathway, iter_pathway_layers, original_tensor
 
 AuxiliarySource = Union[nn.Module, Mapping[str, Tensor]]
 
@@ -37,6 +38,56 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+_WRAPPERS = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+
+
+def _parallel_wrapper_of(module: nn.Module) -> Optional[nn.Module]:
+    """The DDP / DataParallel wrapper that holds ``module`` as its ``.module``, if any.
+
+    A wrapper keeps its child in its ``_modules`` dict, held by the wrapper's ``__dict__``
+    (or inline by the wrapper itself); nothing is set on the child.
+    """
+    for modules_dict in gc.get_referrers(module):
+        if not isinstance(modules_dict, dict) or modules_dict.get("module") is not module:
+            continue
+        for holder in gc.get_referrers(modules_dict):
+            if isinstance(holder, _WRAPPERS) and holder._modules is modules_dict:
+                return holder
+            if isinstance(holder, dict) and holder.get("_modules") is modules_dict:
+                for owner in gc.get_referrers(holder):
+                    if isinstance(owner, _WRAPPERS) and owner._modules is modules_dict:
+                        return owner
+    return None
+
+
+def _check_target(target: nn.Module) -> None:
+    """Refuse a wrapped target, a target inside a wrapper, and a target that has pathways."""
+    if isinstance(target, _WRAPPERS):
+        raise PathwayError(
+            "add_pathways got a DistributedDataParallel/DataParallel model. Attach pathways to the plain "
+            "model first, then wrap it, so that DDP sees the pathway parameters.")
+    wrapper = _parallel_wrapper_of(target)
+    if wrapper is not None:
+        raise PathwayError(
+            f"add_pathways got the model inside a {type(wrapper).__name__} (its .module): the wrapper was built "
+            "before the pathways and would never all-reduce W' and λ. Attach pathways to the plain model "
+            "first, then wrap it.")
+    layers = [name for name, _ in iter_pathway_layers(target)]
+    if layers:
+        raise PathwayError(
+            f"{type(target).__name__} already has pathways ({len(layers)} layers, e.g. {layers[0]!r}); calling "
+            "add_pathways again would stack a second set. Pass every auxiliary model in one call "
+            "(add_pathways(target, [aux_a, aux_b])), or merge first (m2pt.merge_pathways) to start from W + λW'.")
+
+
+def _check_finite(state: Mapping[str, Tensor], names: Sequence[str], index: int) -> None:
+    bad = [name for name in names if name in state and not bool(torch.isfinite(state[name]).all())]
+    if bad:
+        raise PathwayError(
+            f"auxiliary #{index} has non-finite (NaN or Inf) values in {len(bad)} tensor(s) that pathways would "
+            f"use: {bad[:8]}. The checkpoint is corrupt or diverged; pass a finite auxiliary model.")
 
 
 def _aux_state(aux: AuxiliarySource, index: int) -> dict[str, Tensor]:
@@ -164,6 +215,9 @@ def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayCo
                 aux_weight = aux_weight.float() * (target_weight.detach().float().norm()
                                                    / aux_weight.float().norm().clamp_min(1e-12))
             plan.append(_PlannedPathway(name, index, aux_name, aux_weight, aux_bias))
+        used = [f"{p.aux_name}.{kind}" for p in plan if p.aux_index == index
+                for kind in (("weight", "bias") if p.aux_bias is not None else ("weight",))]
+        _check_finite(state, used, index)
     return plan
 
 
@@ -193,12 +247,10 @@ def add_pathways(
 
     Raises:
         PathwayError: no layer matched, a layer is missing from an auxiliary model, shapes
-            or depths differ, or the target is wrapped in DDP.
+            or depths differ, an auxiliary weight is not finite, the target already has
+            pathways, or the target is (or is inside) a DDP / DataParallel wrapper.
     """
-    if isinstance(target, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        raise PathwayError(
-            "add_pathways got a DistributedDataParallel/DataParallel model. Attach pathways to the plain "
-            "model first, then wrap it, so that DDP sees the pathway parameters.")
+    _check_target(target)
     config = config or PathwayConfig()
     if config_overrides:
         config = PathwayConfig.from_dict({**config.to_dict(), **config_overrides})

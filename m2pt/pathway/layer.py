@@ -30,11 +30,13 @@ class _AddScaled(torch.autograd.Function):
         grad_base = grad if ctx.needs_input_grad[0] else None
         grad_scale = grad_aux = None
         if ctx.needs_input_grad[1]:
-            if scale.dim() == 0:
-                grad_scale = torch.dot(grad.reshape(-1), aux.reshape(-1).to(grad.dtype)).to(scale.dtype)
+            if scale.numel() == 1:
+                grad_scale = torch.dot(grad.reshape(-1), aux.reshape(-1).to(grad.dtype)).reshape(scale.shape)
             else:
-                dims = tuple(i for i in range(grad.dim()) if scale.shape[i] == 1)
-                grad_scale = (grad * aux).sum(dim=dims, keepdim=True).to(scale.dtype)
+                # λ broadcasts against W' (per-channel [out, 1, ...], or [out] for a bias): sum the
+                # product over exactly the broadcast dimensions, whatever λ's shape.
+                grad_scale = (grad * aux).sum_to_size(scale.shape)
+            grad_scale = grad_scale.to(scale.dtype)
         if ctx.needs_input_grad[2]:
             grad_aux = (grad * scale).to(aux.dtype)
         return grad_base, grad_scale, grad_aux

@@ -21,6 +21,8 @@ class TrainConfig:
         preset: Model size preset (``"base"``, ``"small"``, ``"tiny"``).
         model_overrides: Extra ``create_model`` arguments (e.g. ``{"depth": 2}``).
         data: Dataset path, or ``"builtin"`` for the generated offline dataset.
+        test_data: The test set when ``data`` is a single list file (audio CSV/JSON, video
+            list, ScanObjectNN ``.h5``): a file is never both the training and the test set.
         data_options: Extra dataset arguments (e.g. ``{"train_size": 64}``).
         output: Run folder.
         init: Optional target weights to start from (a file ``load_target_weights`` reads).
@@ -35,6 +37,7 @@ class TrainConfig:
         eval_every: Evaluate every N epochs (0: only at the end).
         seed, device, amp: Run environment (amp: bf16 autocast on CUDA).
         max_train_batches: Cap on batches per epoch (tests, quick runs).
+        save_every_steps: Also write the checkpoint every N optimiser steps (None: at epoch ends only).
         cache_data: Keep inputs in memory after their first read (audio fbank; not with random augmentation).
         interrupt_at_step: Behave as if SIGTERM arrived at this global step (tests).
     """
@@ -44,6 +47,7 @@ class TrainConfig:
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)
     data: str = "builtin"
+    test_data: Optional[str] = None
     data_options: dict[str, Any] = field(default_factory=dict)
     output: str = "runs/m2pt"
     init: Optional[str] = None
@@ -72,6 +76,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     max_train_batches: Optional[int] = None
+    save_every_steps: Optional[int] = None
     cache_data: bool = False
     interrupt_at_step: Optional[int] = None
 
@@ -81,6 +86,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accum_steps"):
             if int(getattr(self, name)) < 1:
                 raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_train_batches", "save_every_steps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise TrainConfigError(f"{name} must be a whole number of at least 1 (or unset), got {value!r}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise TrainConfigError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:

@@ -27,6 +27,37 @@ def model_input_kwargs(config: TrainConfig) -> dict[str, Any]:
     return {**preset_kwargs(config.modality, config.preset), **config.model_overrides}
 
 
+# Dataset option -> the model argument it must equal, per modality (data on disk only).
+_INPUT_OPTIONS = {"image": {"image_size": "img_size", "channels": "in_chans"},
+                  "video": {"image_size": "img_size", "num_frames": "num_frames"},
+                  "point": {"num_points": "num_points"}}
+
+
+def input_options_for_model(config: TrainConfig) -> dict[str, Any]:
+    """Dataset options that size a user's data on disk for the model (image size, channels, frames, points)."""
+    if config.data == "builtin":
+        return {}
+    model = model_input_kwargs(config)
+    return {option: model[arg] for option, arg in _INPUT_OPTIONS.get(config.modality, {}).items() if arg in model}
+
+
+def check_input_options(config: TrainConfig, options: dict[str, Any]) -> None:
+    """Refuse data options that would give inputs of another size than the model takes.
+
+    Raises:
+        TrainConfigError: naming the data option, the model argument and how to make them agree.
+    """
+    from .config import TrainConfigError
+
+    model = model_input_kwargs(config)
+    for option, arg in _INPUT_OPTIONS.get(config.modality, {}).items():
+        if option in options and arg in model and options[option] != model[arg]:
+            raise TrainConfigError(
+                f"--data-option {option}={options[option]!r} gives inputs the {config.modality} model does not take "
+                f"({arg}={model[arg]!r} for preset {config.preset!r}); drop the data option (the data is then sized "
+                f"for the model) or also pass --model-override {arg}={options[option]!r}")
+
+
 def build_split(config: TrainConfig, split: str) -> Dataset:
     """The train or test dataset of a run (``config.data`` is a path or ``"builtin"``).
 
@@ -35,12 +66,38 @@ def build_split(config: TrainConfig, split: str) -> Dataset:
     """
     from m2pt.data import build_dataset
 
-    options = dict(config.data_options)
+    options = {**input_options_for_model(config), **config.data_options}
+    check_input_options(config, options)
     if config.modality == "audio" and "transform" not in options:
         options["transform"] = audio_transform(model_input_kwargs(config), config.spec_augment, split == "train")
-    dataset = build_dataset(config.modality, config.data, split, **options)
+    data = config.test_data if split != "train" and config.test_data else config.data
+    dataset = build_dataset(config.modality, data, split, **options)
     augmenting = split == "train" and config.modality == "audio" and config.spec_augment
     return CachedDataset(dataset) if config.cache_data and not augmenting else dataset
+
+
+def check_separate_test_data(config: TrainConfig) -> None:
+    """Refuse a run whose training data is one list file and whose test set would be that same file.
+
+    A folder holds ``train`` and ``test`` lists (or ImageFolder splits); a single file (an audio
+    CSV/JSON, a video list, a ScanObjectNN ``.h5``) has no test split of its own.
+
+    Raises:
+        TrainConfigError: ``data`` is a file and ``test_data`` is unset or the same file.
+    """
+    from pathlib import Path
+
+    from .config import TrainConfigError
+
+    if config.data == "builtin" or not Path(config.data).expanduser().is_file():
+        return
+    if config.test_data is None:
+        raise TrainConfigError(
+            f"--data {config.data} is a single list file: it would be both the training and the test set, and the "
+            "test metrics would be training metrics. Pass the test list with --test-data, or a folder holding "
+            "train.csv/test.csv (train.txt/test.txt for video; *training*.h5/*test*.h5 for ScanObjectNN)")
+    if Path(config.test_data).expanduser().resolve() == Path(config.data).expanduser().resolve():
+        raise TrainConfigError(f"--test-data is the same file as --data ({config.data}); pass a separate test list")
 
 
 def build_model(config: TrainConfig, num_classes: int, multi_label: bool = False) -> nn.Module:

@@ -12,15 +12,18 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from m2pt.checkpoints import LoadReport, load_target_weights, save_model
+from m2pt.data.class_map import match_classes
 from m2pt.pathway import PathwayConfig, add_pathways, has_pathways, merge_pathways, pathway_summary, save_pathways
 
 from .config import TrainConfig
-from .data import build_model, build_split
+from .data import build_model, build_split, check_separate_test_data
 from .distributed import DistInfo, distributed_session
 from .loop import autocast, fit
 from .metrics import mean_average_precision, topk_correct
 from .plots import write_plots
-from .run_dir import MetricsWriter, close_logger, make_logger, prepare_run_folder, write_config, write_final
+from .run_dir import (MetricsWriter, close_logger, make_logger, prepare_run_folder, skipped_files, write_config,
+                      write_final)
+from .run_lock import lock_run_folder
 from .state import seed_everything
 
 
@@ -119,7 +122,7 @@ def finetune(config: TrainConfig, resume: bool = False, overwrite: bool = False,
         Final metrics; ``{"finished": False, ...}`` when a signal stopped the run (resume it
         with ``resume=True``).
     """
-    with distributed_session(config.device, info) as session:
+    with distributed_session(config.device, info) as session, lock_run_folder(config.output, session.is_main):
         return _finetune(config, resume, overwrite, quiet, session)
 
 
@@ -127,7 +130,9 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
     folder = prepare_run_folder(config.output, resume, overwrite) if info.is_main else Path(config.output)
     logger = make_logger(folder if info.is_main else None, quiet or not info.is_main)
     try:
+        check_separate_test_data(config)
         train_set, test_set = build_split(config, "train"), build_split(config, "test")
+        test_set = match_classes(test_set, train_set.classes, f"the test set ({config.test_data or config.data})")
         num_classes = train_set.num_classes
         multi_label = bool(getattr(train_set, "multi_label", False))
         torch.manual_seed(config.seed)
@@ -140,7 +145,8 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
         seed_everything(config.seed + info.rank)
         if info.is_main:
             write_config(folder, {**config.to_dict(), "num_classes": num_classes, "multi_label": multi_label,
-                                  "world_size": info.world_size, "model_args": model.m2pt_model_args})
+                                  "world_size": info.world_size, "model_args": model.m2pt_model_args,
+                                  **model_card(train_set, config)})
             logger.info(f"fine-tuning {config.modality}/{config.preset} on {len(train_set)} items, "
                         f"{num_classes} classes, {len(config.aux)} auxiliary model(s), device {info.device}, "
                         f"{info.world_size} process(es)")
@@ -156,16 +162,29 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             return {"finished": False, "step": result.step, "stop_reason": result.stop_reason}
         if not info.is_main:
             return {"finished": True, "step": result.step}
-        return _finish(config, folder, model, test_set, info, logger)
+        return _finish(config, folder, model, test_set, info, logger, model_card(train_set, config),
+                       skipped_files({"train": train_set, "test": test_set}))
     finally:
         close_logger(logger)
 
 
+def model_card(train_set: Dataset, config: TrainConfig) -> dict[str, Any]:
+    """What the saved model must know to be used the way it was trained: its classes and input."""
+    from m2pt.data.input_spec import input_spec
+
+    return {"classes": list(train_set.classes), "input_spec": input_spec(train_set, config.modality)}
+
+
 def _finish(config: TrainConfig, folder: Path, model: nn.Module, test_set: Dataset, info: DistInfo,
-            logger: Any) -> dict[str, Any]:
+            logger: Any, card: Optional[dict[str, Any]] = None,
+            skipped: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Merge, verify, save the plain model, plot, and write ``final_metrics.json`` (last)."""
     records = MetricsWriter(folder).read()
-    final: dict[str, Any] = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"}}
+    final: dict[str, Any] = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"},
+                             **(skipped or {})}
+    for key, paths in (skipped or {}).items():
+        if key.startswith("skipped_paths_"):
+            logger.warning(f"{len(paths)} unreadable {key[len('skipped_paths_'):]} file(s) were skipped: {paths[:20]}")
     plain = model
     if has_pathways(model):
         save_pathways(model, folder / "pathways.safetensors")
@@ -176,7 +195,7 @@ def _finish(config: TrainConfig, folder: Path, model: nn.Module, test_set: Datas
         final.update(predictions_match(model, plain, test_set, info.device))
     started = time.perf_counter()
     save_model(plain.cpu() if info.device.type != "cpu" else plain, folder / "model.safetensors",
-               extra={"metrics": {k: final[k] for k in ("top1", "top5", "mAP") if k in final}})
+               extra={"metrics": {k: final[k] for k in ("top1", "top5", "mAP") if k in final}}, **(card or {}))
     logger.info(f"saved the plain model to {folder / 'model.safetensors'} ({time.perf_counter() - started:.1f} s)")
     write_plots(folder, records)
     write_final(folder, final)

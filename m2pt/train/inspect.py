@@ -55,7 +55,7 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     out: dict[str, Any] = {"path": str(path), "bytes": path.stat().st_size}
     if path.name == "checkpoint.pt" or path.suffix == ".pt" and _is_training_state(path):
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensor_file(path)
         out.update(format="m2pt training state", epoch=state["epoch"], step=state["step"],
                    batch_in_epoch=state["batch_in_epoch"], **_shape_summary(state["model"]),
                    **_scale_stats(state["model"]))

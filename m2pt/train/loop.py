@@ -20,11 +20,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from m2pt.io import NoSpaceError
 from m2pt.pathway import param_groups, pathway_scales
 
 from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_any, barrier
-from .run_dir import CHECKPOINT, MetricsWriter
+from .run_dir import CHECKPOINT, FINAL, MetricsWriter
 from .schedule import lr_at, set_lr
 from .signals import StopRequest
 from .state import load_training_state, save_training_state, seed_everything, set_rng_state
@@ -127,16 +128,19 @@ def fit(
     checkpoint_path = folder / CHECKPOINT if folder is not None else None
 
     start_epoch, skip_batches, step = 0, 0, 0
+    resumed_losses: list[float] = []
     if resume and checkpoint_path is not None and checkpoint_path.is_file():
         state = load_training_state(checkpoint_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, skip_batches, step = state["epoch"], state["batch_in_epoch"], state["step"]
+        resumed_losses = [float(x) for x in state.get("extra", {}).get("epoch_losses", [])] if skip_batches else []
         if info.is_main:
             set_rng_state(state["rng"])
         else:
             seed_everything(config.seed + info.rank + 1000 * step)
         logger.info(f"resumed from {checkpoint_path} at epoch {start_epoch}, batch {skip_batches}, step {step}")
+        _record_changed_options(state.get("extra", {}).get("config", {}), config, folder, logger)
     metrics = MetricsWriter(folder, resume_step=step if resume else None) if writes else None
 
     wrapped: nn.Module = model
@@ -145,17 +149,24 @@ def fit(
 
     steps_per_epoch = len(epoch_batches(train_set, config, info, 0)) // config.accum_steps
     if steps_per_epoch == 0:
+        capped = (f" within max_train_batches={config.max_train_batches}"
+                  if config.max_train_batches is not None else "")
         raise ValueError(
             f"the training set ({len(train_set)} items) gives no full step of batch_size={config.batch_size} x "
-            f"accum_steps={config.accum_steps} x {info.world_size} process(es); lower the batch size")
+            f"accum_steps={config.accum_steps} x {info.world_size} process(es){capped}; lower the batch size"
+            + (" or raise max_train_batches to at least accum_steps" if capped else ""))
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     history: list[dict[str, Any]] = []
 
-    def save(epoch: int, batch_in_epoch: int) -> None:
+    def save(epoch: int, batch_in_epoch: int, epoch_losses: Optional[list[float]] = None) -> None:
         if writes:
-            save_training_state(checkpoint_path, model, optimizer, epoch, batch_in_epoch, step,
-                                extra={"config": config.to_dict()})
+            try:
+                save_training_state(checkpoint_path, model, optimizer, epoch, batch_in_epoch, step,
+                                    extra={"config": config.to_dict(), "epoch_losses": list(epoch_losses or [])})
+            except NoSpaceError as exc:
+                logger.error(f"checkpoint at step {step} not saved: {exc}")
+                raise
         barrier(info)
 
     with StopRequest() as stop:
@@ -163,7 +174,7 @@ def fit(
             batches = epoch_batches(train_set, config, info, epoch)
             first = skip_batches if epoch == start_epoch else 0
             wrapped.train()
-            losses: list[float] = []
+            losses: list[float] = resumed_losses if epoch == start_epoch else []
             started = time.perf_counter()
             bar = tqdm(total=len(batches) // config.accum_steps, initial=first // config.accum_steps,
                        desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet or not info.is_main,
@@ -195,10 +206,13 @@ def fit(
                                               and step == config.interrupt_at_step)
                 if all_reduce_any(stop_now, info):
                     bar.close()
-                    save(epoch, start + config.accum_steps)
+                    save(epoch, start + config.accum_steps, losses)
                     reason = stop.signal_name or "interrupt_at_step"
                     logger.info(f"stopped by {reason} at step {step}; checkpoint saved to {checkpoint_path}")
                     return FitResult(False, step, epoch, history, reason)
+                if (config.save_every_steps and step % config.save_every_steps == 0
+                        and start + config.accum_steps < len(batches)):
+                    save(epoch, start + config.accum_steps, losses)
             bar.close()
             record: dict[str, Any] = {
                 "step": step, "epoch": epoch + 1, "train_loss": sum(losses) / max(1, len(losses)),
@@ -214,6 +228,18 @@ def fit(
             logger.info(f"epoch {epoch + 1}/{config.epochs} {shown}")
             save(epoch + 1, 0)
     return FitResult(True, step, config.epochs, history)
+
+
+def _record_changed_options(stored: dict[str, Any], config: TrainConfig, folder: Optional[Path], logger: Any) -> None:
+    """Log the options a resume changed (e.g. more epochs); a finished run that goes on is unfinished again."""
+    changed = {k: (stored[k], v) for k, v in config.to_dict().items()
+               if k in stored and stored[k] != v and k not in ("output", "interrupt_at_step")}
+    if changed:
+        logger.info("resumed with changed options: "
+                    + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items())))
+    if folder is not None and "epochs" in changed and (folder / FINAL).is_file():
+        (folder / FINAL).unlink()
+        logger.info(f"{FINAL} removed: the run continues to epoch {config.epochs}")
 
 
 def _collate(dataset: Dataset, indices: list[int]) -> tuple[Tensor, Tensor]:

@@ -10,13 +10,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .config import TrainConfig
-from .data import build_model, build_split
+from .data import build_model, build_split, check_separate_test_data
 from .distributed import DistInfo, distributed_session
 from m2pt.checkpoints import save_model
 from .loop import autocast, fit
 from .mae_model import MaskedAutoencoder
 from .plots import write_plots
-from .run_dir import MetricsWriter, close_logger, make_logger, prepare_run_folder, write_config, write_final
+from .run_dir import (MetricsWriter, close_logger, make_logger, prepare_run_folder, skipped_files, write_config,
+                      write_final)
+from .run_lock import lock_run_folder
 from .state import seed_everything
 
 ENCODER_FILE = "encoder.safetensors"
@@ -45,7 +47,7 @@ def pretrain(config: TrainConfig, resume: bool = False, overwrite: bool = False,
     Returns:
         Final metrics (``{"finished": False, ...}`` when a signal stopped the run).
     """
-    with distributed_session(config.device, info) as session:
+    with distributed_session(config.device, info) as session, lock_run_folder(config.output, session.is_main):
         return _pretrain(config, resume, overwrite, quiet, session)
 
 
@@ -53,6 +55,7 @@ def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
     folder = prepare_run_folder(config.output, resume, overwrite) if info.is_main else Path(config.output)
     logger = make_logger(folder if info.is_main else None, quiet or not info.is_main)
     try:
+        check_separate_test_data(config)
         train_set, test_set = build_split(config, "train"), build_split(config, "test")
         torch.manual_seed(config.seed)
         encoder = build_model(config, num_classes=0)
@@ -79,7 +82,7 @@ def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             return {"finished": True, "step": result.step}
         records = MetricsWriter(folder).read()
         final = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"},
-                 "encoder": str(folder / ENCODER_FILE)}
+                 "encoder": str(folder / ENCODER_FILE), **skipped_files({"train": train_set, "test": test_set})}
         save_model(encoder.cpu() if info.device.type != "cpu" else encoder, folder / ENCODER_FILE,
                    extra={"pretraining": {"method": "mae", "mask_ratio": config.mask_ratio,
                                                 "epochs": config.epochs}})

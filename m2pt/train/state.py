@@ -47,8 +47,8 @@ def save_training_state(path: Path, model: nn.Module, optimizer: Optimizer, epoc
         "rng": rng_state(),
         "extra": extra or {},
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(state, file)  # through a Python file: a full disk raises OSError(ENOSPC), not a C++ enforce
 
 
 def load_training_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

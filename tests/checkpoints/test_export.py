@@ -12,6 +12,7 @@ from torch import nn
 
 from .checkpoint_layouts import HEADS, WIDTH, randomize_
 from m2pt.checkpoints import load_auxiliary, load_model, read_export_config, save_model
+from m2pt.io import save_safetensors
 
 TIMM_ARGS = dict(img_size=32, patch_size=8, embed_dim=WIDTH, depth=2, num_heads=HEADS, num_classes=10)
 ARCH = "vit_tiny_patch16_224"
@@ -95,8 +96,11 @@ def test_bad_export_paths_and_configs(tmp_path):
     with pytest.raises(ValueError, match="not an m2pt model config"):
         load_model(tmp_path / "vit.safetensors")
     (tmp_path / "vit.json").unlink()
-    with pytest.raises(FileNotFoundError, match="No model config at .*vit.json"):
-        load_model(tmp_path / "vit.safetensors")
+    # a lone weights file still rebuilds: save_model stores the config in its header too
+    assert load_model(tmp_path / "vit.safetensors").state_dict().keys() == model.state_dict().keys()
+    save_safetensors(model.state_dict(), tmp_path / "bare.safetensors")
+    with pytest.raises(FileNotFoundError, match="No model config at .*bare.json"):
+        load_model(tmp_path / "bare.safetensors")
 
 
 def test_model_without_build_recipe(tmp_path):

@@ -8,13 +8,15 @@ import torch
 from m2pt.pathway.layer import add_scaled
 
 
-@pytest.mark.parametrize("scale_shape", [(), (6, 1), (6,)])
-def test_add_scaled_gradients_match_autograd(scale_shape):
+@pytest.mark.parametrize("scale_shape, tensor_shape", [
+    ((), (6, 4)), ((6, 1), (6, 4)), ((4,), (6, 4)), ((1,), (6, 4)),
+    ((6,), (6,)), ((1,), (6,)), ((), (6,)),  # a bias pathway: λ reshaped to 1-D
+])
+def test_add_scaled_gradients_match_autograd(scale_shape, tensor_shape):
     generator = torch.Generator().manual_seed(0)
-    base = torch.randn(6, 4, generator=generator, dtype=torch.float64, requires_grad=True)
-    aux = torch.randn(6, 4, generator=generator, dtype=torch.float64, requires_grad=True)
-    shape = scale_shape if scale_shape != (6,) else (6, 1)
-    scale = torch.randn(shape, generator=generator, dtype=torch.float64, requires_grad=True)
+    base = torch.randn(tensor_shape, generator=generator, dtype=torch.float64, requires_grad=True)
+    aux = torch.randn(tensor_shape, generator=generator, dtype=torch.float64, requires_grad=True)
+    scale = torch.randn(scale_shape, generator=generator, dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(add_scaled, (base, scale, aux))
     torch.testing.assert_close(add_scaled(base, scale, aux), base + scale * aux)
 
