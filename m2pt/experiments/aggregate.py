@@ -192,7 +192,10 @@ def gain_matrix(summaries: Sequence[ArmSummary], setting: str
     row_arms: list[tuple[str, str]] = [(f"aux-{m}", m) for m in MODALITY_ORDER]
     random_names = sorted({s.arm for s in summaries if s.group == "main" and s.arm.startswith("random-")})
     row_arms += [(name, f"random ({name.removeprefix('random-')} std)") for name in random_names]
-    row_arms += [("small-aux-minilm", "text (MiniLM, small)"), ("small-random-minilm", "random (MiniLM std, small)")]
+    permuted_names = sorted({s.arm for s in summaries if s.group == "main" and s.arm.startswith("permuted-")})
+    row_arms += [(name, f"permuted ({name.removeprefix('permuted-')})") for name in permuted_names]
+    row_arms += [("small-aux-minilm", "text (MiniLM, small)"), ("small-random-minilm", "random (MiniLM std, small)"),
+                 ("small-permuted-minilm", "permuted (MiniLM, small)")]
     labels, grid = [], []
     for arm, label in row_arms:
         if any((t, arm) in cells for t in targets):

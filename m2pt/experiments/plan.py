@@ -11,6 +11,7 @@ from typing import Any, Iterable, Optional, Sequence
 from .arms import (BASELINE, SMALL_BASELINE, SMALL_MINILM, SMALL_RANDOM_MINILM, Arm, ablation_arms, aux_arm,
                    lambda_arms, random_arm)
 from .budgets import Profile
+from .random_aux import CONTROL_KINDS
 
 #: The auxiliary whose per-matrix std the main random control matches, per target: the paper's
 #: best auxiliary for that target (image ← point, video ← point, point ← image, audio ← point).
@@ -166,7 +167,8 @@ def _pretrainings(profile: Profile, runs: Sequence[RunSpec]) -> list[PretrainSpe
         for source in (run.arm.aux, run.init_source):
             if source is None:
                 continue
-            source = source.removeprefix("random:")
+            control, _, inner = source.partition(":")
+            source = inner if control in CONTROL_KINDS else source
             kind, _, modality = source.partition(":")
             if kind == "mae":
                 options = profile.pretrain_options(modality)
