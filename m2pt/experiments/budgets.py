@@ -245,8 +245,8 @@ def converged_profile() -> Profile:
 
 
 def gpu_profile() -> Profile:
-    """The most informative arms at a budget one GPU runs in about 10 minutes (several runs at
-    once): the image target on 50,000 Fashion-MNIST images for 20 epochs, tiny preset with the
+    """The most informative arms at a budget sized for about 10 minutes on one GPU (several runs
+    at once; not measured yet): the image target on 50,000 Fashion-MNIST images for 20 epochs, tiny preset with the
     point pathway and its two controls, ``small`` preset with MiniLM and its two controls. Only
     data that needs no system package at run time (Fashion-MNIST is read from the data cache;
     generate it first with ``scripts/gpu_reproduce.sh prepare``)."""
