@@ -4,10 +4,12 @@ Every built-in input pipeline used here is deterministic (no augmentation; centr
 crops; seeded point subsets), so inputs are kept in memory after their first read
 (``cache_data``): video decoding and audio fbank are paid once per run instead of per epoch.
 
-A *profile* (``quick`` or ``full``) fixes, per modality, the options of every fine-tuning run
-and of every MAE pretraining, so that all arms of a comparison see the same data, the same
-data order (same seed) and the same number of steps. Budgets are sized for 2 CPU cores,
-where a tiny fine-tuning run takes tens of seconds and two run at once.
+A *profile* fixes, per modality, the options of every fine-tuning run and of every MAE
+pretraining, so that all arms of a comparison see the same data, the same data order (same
+seed) and the same number of steps. ``quick`` and ``full`` are sized for 2 CPU cores, where a
+tiny fine-tuning run takes tens of seconds and two run at once; ``converged`` trains every
+target towards its plateau with budgets in which λ can move (many CPU hours); ``gpu`` runs the
+most informative arms on one GPU.
 """
 
 from __future__ import annotations
