@@ -76,6 +76,24 @@ def describe_plan(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: 
     return "\n".join(lines)
 
 
+def tier_milestones(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec],
+                    estimates: dict[str, float], workers: int) -> list[str]:
+    """When each :func:`~m2pt.experiments.plan.priority` tier of the pending runs should be done."""
+    from .plan import priority
+
+    elapsed = sum(estimates.get(f"pretrain/{p.run_id}", 0.0) for p in pretrainings) / max(1, workers)
+    tiers: dict[int, list[RunSpec]] = {}
+    for run in runs:
+        tiers.setdefault(priority(profile, run), []).append(run)
+    lines = [f"  pretrainings: {format_duration(elapsed)}"]
+    for tier, members in sorted(tiers.items()):
+        elapsed += sum(estimates.get(r.run_id, 0.0) for r in members) / max(1, workers)
+        cells = list(dict.fromkeys(f"{r.modality}/{r.arm.name}" for r in members))
+        shown = ", ".join(cells[:6]) + (f", ... ({len(cells)} arms)" if len(cells) > 6 else "")
+        lines.append(f"  tier {tier} ({len(members)} runs: {shown}) done after about {format_duration(elapsed)}")
+    return lines
+
+
 def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
     """Rewrite ``summary.md``, ``summary.csv`` and ``figures/`` from ``results.jsonl``."""
     rows = list(latest_rows(read_rows(output / RESULTS_FILE)).values())
@@ -154,6 +172,9 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         log(f"{len(runs) - len(pending)} run(s) already finished; estimated time for the rest with {workers} "
             f"worker(s) of {threads} thread(s): {format_duration(seconds)} (finishing around "
             f"{time.strftime('%H:%M', time.localtime(time.time() + seconds))})")
+        if profile.order == "informative":
+            for line in tier_milestones(profile, pretrainings, pending, estimates, workers):
+                log(line)
     if estimate_only:
         result["estimates"] = estimates
         return result

@@ -157,3 +157,16 @@ def test_profile_flag_on_the_command_line(capsys):
     assert "--quick and --profile gpu contradict" in capsys.readouterr().err
     assert main(["reproduce", "--estimate-only", "--no-estimate"]) == 2
     assert "contradict" in capsys.readouterr().err
+
+
+def test_tier_milestones_add_up_the_estimates_in_order():
+    from m2pt.experiments.reproduce import tier_milestones
+
+    profile = get_profile("converged")
+    pretrainings, runs = build_plan(profile)
+    estimates = {r.run_id: 60.0 for r in runs} | {f"pretrain/{p.run_id}": 120.0 for p in pretrainings}
+    lines = tier_milestones(profile, pretrainings, runs, estimates, workers=2)
+    assert lines[0] == "  pretrainings: 4 min 00 s"
+    assert lines[1].startswith("  tier 0 (24 runs: image/baseline, image/aux-point,")
+    assert lines[1].endswith("done after about 16 min 00 s")  # 4 min + 24 runs x 1 min / 2 workers
+    assert len(runs) == 150 and lines[-1].endswith("done after about 1 h 19 min")  # 4 min + 150 x 1 min / 2
