@@ -106,7 +106,7 @@ def test_channel_places_the_word_with_silence_and_noise_at_the_drawn_snr():
     assert 10 * np.log10(np.mean(word ** 2) / np.mean(silence ** 2)) == pytest.approx(20.0, abs=0.5)
     faster, draws = apply_channel(tone, RATE, RATE, dataclasses.replace(channel, speed_range=(1.25, 1.25)),
                                   np.random.default_rng(3))
-    assert draws["speed"] == 1.25  # 4000 samples played 1.25x faster: 3200 samples of tone
+    assert draws["speed_factor"] == 1.25  # 4000 samples played 1.25x faster: 3200 samples of tone
     loud = np.abs(faster) > 0.5 * np.abs(faster).max()
     assert 3000 < np.flatnonzero(loud)[-1] - np.flatnonzero(loud)[0] < 3300
 

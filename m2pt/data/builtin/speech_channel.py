@@ -161,14 +161,14 @@ def apply_channel(speech: np.ndarray, num_samples: int, sample_rate: int, channe
         rng: Generator of every draw (the only source of randomness).
 
     Returns:
-        ``(clip, draws)``; ``draws`` holds what was drawn (``speed``, ``rt60`` (0 without room),
+        ``(clip, draws)``; ``draws`` holds what was drawn (``speed_factor``, ``rt60`` (0 without room),
         ``lead_seconds``, ``snr_db``, ``noise``, ``telephone``, ``peak_dbfs``).
     """
     def uniform(bounds: tuple[float, float]) -> float:
         return float(rng.uniform(bounds[0], bounds[1]))
 
-    draws: dict[str, Any] = {"speed": round(uniform(channel.speed_range), 2)}
-    x = change_speed(speech.astype(np.float32), draws["speed"])
+    draws: dict[str, Any] = {"speed_factor": round(uniform(channel.speed_range), 2)}
+    x = change_speed(speech.astype(np.float32), draws["speed_factor"])
     draws["rt60"] = 0.0
     if rng.random() < channel.reverb_probability:
         draws["rt60"] = round(uniform(channel.rt60_range), 3)

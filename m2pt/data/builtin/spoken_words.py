@@ -128,7 +128,7 @@ def generate_spoken_words(destination: Path, words: Sequence[str], sizes: dict[s
             return ""
         clip, draws = apply_channel(waveform, num_samples, SAMPLE_RATE, channel, np.random.default_rng(stream))
         write_wav(destination / path, clip)
-        return ",".join(str(v) for v in draws.values())
+        return ",".join(str(draws[column]) for column in CHANNEL_COLUMNS)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         extras = list(tqdm(pool.map(run, jobs), total=len(jobs), desc="espeak-ng spoken words",
