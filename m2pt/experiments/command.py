@@ -8,6 +8,10 @@ from typing import Any
 EPILOG = """examples:
   m2pt reproduce --list                    print the full plan (under 2 h on 2 CPU cores)
   m2pt reproduce --quick --output results/quick
+  m2pt reproduce --profile converged --list          targets near their plateau, λ free to engage
+  m2pt reproduce --profile converged --estimate-only --output results/converged
+  nohup nice m2pt reproduce --profile converged --output results/converged &   resumable
+  scripts/gpu_reproduce.sh --list          the GPU profile (scripts/gpu_reproduce.sh runs it unattended)
   m2pt reproduce --output /data/m2pt-full  the full set; rerun the same command to resume
   m2pt reproduce --only image --only 'aux-point*' --seeds 5
   m2pt reproduce --workers 1 --threads 2   one run at a time, 2 torch threads
@@ -15,7 +19,11 @@ EPILOG = """examples:
 
 --only matches an arm (aux-point, random-point, small-aux-minilm, ...), a target modality, a
 setting (scratch, mae), a group (main, minilm, ablation, lambda) or a run id, with shell
-wildcards; the baseline of every selected arm is always kept."""
+wildcards; the baseline of every selected arm is always kept.
+
+profiles: quick (= --quick), full (default), converged (many CPU hours: every target towards
+its plateau, λ's learning-rate sum >= 1, random and permuted controls, gain vs budget, plateau
+check, seeds 3-4 added where 2·SE of a gain > 1 point), gpu (one GPU, about 10 minutes)."""
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -44,6 +52,20 @@ def _count_or_auto(text: str) -> int:
     return value
 
 
+PROFILE_NAMES = ("quick", "full", "converged", "gpu")
+
+
+def profile_name(args: argparse.Namespace) -> str:
+    """The profile of the parsed arguments (``--quick`` is ``--profile quick``).
+
+    Raises:
+        ValueError: ``--quick`` with another ``--profile``.
+    """
+    if args.quick and args.profile not in (None, "quick"):
+        raise ValueError(f"--quick and --profile {args.profile} contradict each other; drop one")
+    return "quick" if args.quick else (args.profile or "full")
+
+
 def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
     """Add ``reproduce`` to the ``m2pt`` subcommands (``commands`` is argparse's subparsers object)."""
     parser = commands.add_parser(
@@ -53,8 +75,10 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
                     "plus the paper's ablations and a λ study; tables, heatmaps and λ plots at the end. Resumable.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="a subset that shows the whole pipeline (about 8 min on 2 cores)")
-    parser.add_argument("--output", "-o", help="results folder (default runs/reproduce-quick or runs/reproduce-full)")
+                        help="a subset that shows the whole pipeline (about 8 min on 2 cores); = --profile quick")
+    parser.add_argument("--profile", choices=sorted(PROFILE_NAMES), default=None,
+                        help="budgets and arms: quick, full (default), converged or gpu (see below)")
+    parser.add_argument("--output", "-o", help="results folder (default runs/reproduce-<profile>)")
     parser.add_argument("--seeds", type=parse_seeds, help="a count (3 = seeds 0,1,2) or a list (0,1,2); "
                                                           "default 3 (full) or 2 (quick)")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
@@ -70,6 +94,8 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
                              "1 thread can be several times faster)")
     parser.add_argument("--no-estimate", dest="estimate", action="store_false",
                         help="skip the calibration that estimates the time")
+    parser.add_argument("--estimate-only", action="store_true",
+                        help="calibrate the step times, print the plan's estimated time and exit")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep model files and checkpoints of finished runs (default: deleted)")
     parser.add_argument("--aggregate-only", action="store_true", help="only rewrite tables and figures")
@@ -83,13 +109,19 @@ def run_reproduce_command(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
     from .runner import RunInterrupted
 
-    profile = "quick" if args.quick else "full"
+    try:
+        profile = profile_name(args)
+        if args.estimate_only and not args.estimate:
+            raise ValueError("--estimate-only and --no-estimate contradict each other; drop one")
+    except ValueError as exc:
+        print(f"m2pt reproduce: {exc}", file=sys.stderr)
+        return 2
     output = args.output or f"runs/reproduce-{profile}"
     try:
         reproduce(profile_name=profile, output=output, seeds=args.seeds, only=args.only, list_only=args.list_only,
                   estimate=args.estimate, threads=args.threads, workers=args.workers,
                   keep_heavy_files=args.keep_checkpoints,
-                  aggregate_only=args.aggregate_only)
+                  aggregate_only=args.aggregate_only, estimate_only=args.estimate_only)
     except RunInterrupted as exc:
         print(f"m2pt reproduce: {exc}; finished runs are kept, rerun the same command to resume", file=sys.stderr)
         return 130

@@ -181,9 +181,99 @@ def plot_lambda_magnitude(rows: Sequence[dict[str, Any]], setting: str, group: s
     return _save(fig, path)
 
 
+def plot_gain_vs_budget(summaries: Sequence[ArmSummary], path: Path) -> Path | None:
+    """Gain over the same-budget baseline (± 2·SE) against the training budget, one panel per target.
+
+    Reads the budget study's arms (``<arm>-b<k>x``); a growing pathway gain above the random
+    control's would say the benefit comes with training, a vanishing one that it does not.
+    """
+    from .convergence import budget_points
+
+    points = budget_points(summaries)
+    if not points:
+        return None
+    panels = list(dict.fromkeys((p.setting, p.modality) for p in points))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    for ax, (setting, modality) in zip(axes[0], panels):
+        members = [p for p in points if (p.setting, p.modality) == (setting, modality)]
+        for arm in dict.fromkeys(p.arm for p in members):
+            line = [p for p in members if p.arm == arm]
+            errors = [0.0 if math.isnan(p.se) else 2 * p.se for p in line]
+            ax.errorbar([p.multiplier for p in line], [p.gain for p in line], yerr=errors, marker="o", markersize=3,
+                        linewidth=1, capsize=2, label=arm)
+        baselines = {p.multiplier: p.baseline for p in members}
+        ax.axhline(0.0, color="grey", linewidth=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(baselines), [f"{m}x\n({baselines[m]:.1f} %)" for m in sorted(baselines)], fontsize=7)
+        ax.set_xlabel("budget (baseline top-1)", fontsize=8)
+        ax.set_ylabel("gain over baseline, points", fontsize=8)
+        ax.set_title(f"{modality} target ({setting})", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    return _save(fig, path)
+
+
+def plot_lambda_agreement(rows: Sequence[dict[str, Any]], path: Path, setting: str = "scratch") -> Path | None:
+    """Per layer: sign agreement of final λ across seeds (pathway and controls) and ‖λW′‖/‖W‖ at the end.
+
+    One row of two panels per target (main grid arms); the dashed line marks chance (0.5).
+    """
+    from .lambda_analysis import lambda_summaries
+
+    summaries = [s for s in lambda_summaries(rows) if s.setting == setting and s.group == "main"
+                 and len(s.seeds) >= 2]
+    targets = [m for m in MODALITY_ORDER if any(s.modality == m for s in summaries)]
+    if not targets:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(targets), 2, figsize=(10, 2.6 * len(targets)), squeeze=False)
+    for (agree, delta), target in zip(axes, targets):
+        for s in (s for s in summaries if s.modality == target):
+            layers = list(s.across_seeds)
+            agree.plot(range(len(layers)), [s.across_seeds[k] for k in layers], marker="o", markersize=3,
+                       linestyle="none", alpha=0.7, label=f"{s.arm} (n={len(s.seeds)}, mean {s.across_seeds_mean:.2f})")
+            delta.plot(range(len(layers)), [max(s.rel_delta.get(k, math.nan), 1e-12) for k in layers],
+                       linewidth=0.8, label=s.arm)
+        agree.axhline(0.5, color="grey", linestyle="--", linewidth=0.6)
+        agree.set_ylim(-0.05, 1.05)
+        agree.set_ylabel("sign agreement\nacross seeds", fontsize=8)
+        agree.set_title(f"{target} target ({setting}): final λ signs", fontsize=9)
+        delta.set_yscale("log")
+        delta.set_ylabel("final ‖λW′‖/‖W‖", fontsize=8)
+        delta.set_title(f"{target} target: how much the pathway changes W", fontsize=9)
+        for ax in (agree, delta):
+            ax.set_xlabel("layer (block order: qkv, proj, fc1, fc2)", fontsize=7)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=5)
+    return _save(fig, path)
+
+
+def plot_pretrain_losses(pretrain_folder: Path, path: Path) -> Path | None:
+    """Reconstruction loss per epoch of every MAE pretraining (normalised to the first epoch)."""
+    from .convergence import pretrain_loss_curves
+
+    curves = pretrain_loss_curves(pretrain_folder)
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for name, curve in curves.items():
+        first = curve[0][1] or 1.0
+        ax.plot([e for e, _ in curve], [loss / first for _, loss in curve], marker="o", markersize=2,
+                linewidth=1, label=f"{name} ({curve[-1][1]:.3f})")
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_ylabel("train loss / first epoch's", fontsize=8)
+    ax.set_title("MAE pretraining of the auxiliaries (final loss)", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6)
+    return _save(fig, path)
+
+
 def write_figures(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
     """Every figure of a results folder into ``folder`` (missing data skips a figure)."""
-    written: list[Path | None] = []
+    written: list[Path | None] = [plot_gain_vs_budget(summaries, folder / "gain_vs_budget.png"),
+                                  plot_pretrain_losses(folder.parent / "pretrain", folder / "pretrain_loss.png")]
     settings = [s for s in SETTING_ORDER if any(r["setting"] == s for r in rows)]
     groups = sorted({r["group"] for r in rows})
     for setting in settings:
@@ -194,4 +284,5 @@ def write_figures(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any]
         if any(r["group"] == "lambda" and r["setting"] == setting for r in rows):
             written.append(plot_lambda_magnitude(rows, setting, "lambda", folder / f"lambda_study_{setting}.png"))
         written.append(plot_lambda_magnitude(rows, setting, "main", folder / f"lambda_main_image_{setting}.png"))
+        written.append(plot_lambda_agreement(rows, folder / f"lambda_agreement_{setting}.png", setting))
     return [p for p in written if p is not None]

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import hashlib
+import math
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-from .arms import (BASELINE, SMALL_BASELINE, SMALL_MINILM, SMALL_RANDOM_MINILM, Arm, ablation_arms, aux_arm,
-                   lambda_arms, random_arm)
+from .arms import (BASELINE, SMALL_BASELINE, SMALL_MINILM, SMALL_PERMUTED_MINILM, SMALL_RANDOM_MINILM, Arm,
+                   ablation_arms, aux_arm, budget_arms, control_arm, lambda_arms, plateau_arm)
 from .budgets import Profile
+from .random_aux import CONTROL_KINDS
 
 #: The auxiliary whose per-matrix std the main random control matches, per target: the paper's
 #: best auxiliary for that target (image ← point, video ← point, point ← image, audio ← point).
 CONTROL_AUX = {"image": "point", "video": "point", "point": "image", "audio": "point"}
+
+#: MiniLM's controls by kind.
+MINILM_CONTROLS = {"random": SMALL_RANDOM_MINILM, "permuted": SMALL_PERMUTED_MINILM}
 
 #: Options that do not change a run's result (left out of its fingerprint).
 NON_RESULT_OPTIONS = frozenset({"interrupt_at_step", "save_every_steps"})
@@ -95,25 +101,55 @@ def _arms_for(profile: Profile, setting: str, modality: str) -> list[Arm]:
         arms.append(BASELINE)
         others = [a for a in profile.auxiliaries if a != modality]
         arms += [aux_arm(a) for a in others]
-        control = CONTROL_AUX[modality] if CONTROL_AUX[modality] in others else (others[0] if others else None)
+        control = control_aux(profile, modality)
         if control is not None:
-            arms.append(random_arm(control))
+            arms += [control_arm(kind, control) for kind in profile.controls]
     minilm_targets = profile.minilm_targets if setting == "scratch" else profile.minilm_mae_targets
     if modality in minilm_targets:
         arms += [SMALL_BASELINE, SMALL_MINILM]
         if modality in profile.minilm_control_targets:
-            arms.append(SMALL_RANDOM_MINILM)
+            arms += [MINILM_CONTROLS[kind] for kind in profile.minilm_controls]
     if modality == "image" and modality in profile.targets and profile.ablation_aux != "image":
         if profile.ablations and setting == "mae":
             arms += ablation_arms(profile.ablation_aux)
         if profile.lambda_options and setting == "scratch":
             arms += lambda_arms(profile.ablation_aux, profile.lambda_options, profile.lambda_controls)
+    if modality in profile.targets and modality in profile.plateau_targets:
+        arms.append(plateau_arm({"epochs": 2 * profile.finetune[modality]["epochs"]}))
+    if setting == "scratch" and modality in profile.budget_targets:
+        control = control_aux(profile, modality)
+        for multiplier in profile.budget_multipliers:
+            arms += budget_arms(control, multiplier, budget_options(profile, modality, multiplier))
     arms = _unique(arms)
     planned = {a.name for a in arms}
     for arm in arms:
         if arm.baseline and arm.baseline not in planned:
             raise ValueError(f"arm {arm.name} compares with {arm.baseline}, which is not planned")
     return arms
+
+
+def control_aux(profile: Profile, modality: str) -> Optional[str]:
+    """The auxiliary whose controls a target gets: :data:`CONTROL_AUX`, else its first other auxiliary."""
+    others = [a for a in profile.auxiliaries if a != modality]
+    return CONTROL_AUX[modality] if CONTROL_AUX[modality] in others else (others[0] if others else None)
+
+
+def budget_options(profile: Profile, modality: str, multiplier: int) -> dict[str, Any]:
+    """Fine-tuning options of the gain-versus-budget study: ``multiplier`` × the base training set."""
+    options = copy.deepcopy(profile.budget_base[modality])
+    options["data_options"]["train_size"] = options["data_options"]["train_size"] * multiplier
+    return options
+
+
+def merge_options(options: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``options`` updated with an arm's ``overrides`` (``data_options`` and ``model_overrides`` merged)."""
+    merged = copy.deepcopy(options)
+    for key, value in overrides.items():
+        if key in ("data_options", "model_overrides") and isinstance(value, dict):
+            merged[key] = {**merged.get(key, {}), **copy.deepcopy(value)}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def _unique(arms: Iterable[Arm]) -> list[Arm]:
@@ -128,7 +164,9 @@ def build_plan(profile: Profile, seeds: Optional[Sequence[int]] = None,
     """Every pretraining and fine-tuning run of ``profile``.
 
     Runs are ordered seed-major (all arms of seed 0 first), so that a run stopped early still
-    has complete comparisons for the seeds it finished. Baselines of a selected arm are always
+    has complete comparisons for the seeds it finished; with ``profile.order == "informative"``
+    by :func:`priority` tier first, seed-major inside a tier. A profile with a
+    ``min_lambda_lr_sum`` is checked (:func:`check_lambda_lr_sums`). Baselines of a selected arm are always
     kept, so that ``--only`` never yields gains without their reference.
 
     Args:
@@ -147,7 +185,10 @@ def build_plan(profile: Profile, seeds: Optional[Sequence[int]] = None,
         for setting in profile.settings:
             for modality in dict.fromkeys(profile.targets + profile.minilm_targets + profile.minilm_mae_targets):
                 for arm in _arms_for(profile, setting, modality):
-                    runs.append(RunSpec(setting, modality, arm, seed, profile.finetune_options(modality, arm.preset)))
+                    options = profile.finetune_options(modality, arm.preset)
+                    if arm.options:
+                        options = merge_options(options, arm.options)
+                    runs.append(RunSpec(setting, modality, arm, seed, options))
     if only:
         selected = {r.run_id for r in runs if r.matches(only)}
         keep = set(selected)
@@ -157,7 +198,125 @@ def build_plan(profile: Profile, seeds: Optional[Sequence[int]] = None,
             if run.arm.baseline:
                 keep.add(by_cell[(run.setting, run.modality, run.seed, run.arm.baseline)].run_id)
         runs = [r for r in runs if r.run_id in keep]
+    if profile.order == "informative":
+        runs = order_informative(profile, runs)
+    elif profile.order != "seed":
+        raise ValueError(f"unknown run order {profile.order!r}; known: seed, informative")
+    check_lambda_lr_sums(profile, runs)
     return _pretrainings(profile, runs), runs
+
+
+def lead_targets(profile: Profile) -> tuple[str, ...]:
+    """The targets whose comparisons come first: those of the gain-versus-budget study (image and
+    audio: they learn within a CPU budget), else the first two targets."""
+    return profile.budget_targets or profile.targets[:2]
+
+
+def priority(profile: Profile, run: RunSpec) -> int:
+    """Tier of a run in the ``informative`` order (lower runs first).
+
+    0. lead targets: baseline, the pathway from the control auxiliary, its random and permuted
+       controls (the question "knowledge or statistics?");
+    1. lead targets: pathways from the other auxiliaries;
+    2. lead targets: the gain-versus-budget study and the plateau check;
+    3. the other targets: baseline, pathway from the control auxiliary, its controls;
+    4. the other targets: the other pathways;
+    5. MiniLM on the ``small`` preset;
+    6. the rest (plateau of the other targets, ablations, λ options).
+    """
+    lead = run.modality in lead_targets(profile)
+    if run.arm.group == "main":
+        control = control_aux(profile, run.modality)
+        primary = run.arm.aux is None or (control is not None and run.arm.aux.endswith(f"mae:{control}"))
+        return (0 if primary else 1) if lead else (3 if primary else 4)
+    if run.arm.group in ("budget", "plateau") and lead:
+        return 2
+    if run.arm.group == "minilm":
+        return 5
+    return 6
+
+
+def order_informative(profile: Profile, runs: Sequence[RunSpec]) -> list[RunSpec]:
+    """Runs by :func:`priority` tier, seed-major inside a tier (plan order otherwise kept)."""
+    index = {run.run_id: i for i, run in enumerate(runs)}
+    return sorted(runs, key=lambda r: (priority(profile, r), r.seed, index[r.run_id]))
+
+
+def lambda_lr_sums_of(run: RunSpec) -> list[float]:
+    """λ's learning-rate sum per block of a run (:func:`m2pt.experiments.lr_budget.lambda_lr_sums`)."""
+    from .lr_budget import lambda_lr_sums
+
+    return lambda_lr_sums(run.options, run.arm.pathway)
+
+
+def check_lambda_lr_sums(profile: Profile, runs: Sequence[RunSpec]) -> None:
+    """Raise if a pathway run of ``profile.lr_sum_groups`` gives some λ a learning-rate sum below
+    ``profile.min_lambda_lr_sum``.
+
+    Raises:
+        ValueError: Naming the runs, their smallest sum and how to fix the budget.
+    """
+    if profile.min_lambda_lr_sum <= 0:
+        return
+    cache: dict[str, float] = {}
+    low = []
+    for run in runs:
+        if run.arm.aux is None or run.arm.group not in profile.lr_sum_groups:
+            continue
+        key = json.dumps([result_options(run.options), run.arm.pathway], sort_keys=True, default=str)
+        if key not in cache:
+            cache[key] = min(lambda_lr_sums_of(run))
+        if cache[key] < profile.min_lambda_lr_sum:
+            low.append(f"{run.run_id} ({cache[key]:.3g})")
+    if low:
+        raise ValueError(f"profile {profile.name}: λ's learning-rate sum is below {profile.min_lambda_lr_sum:g} in "
+                         f"{len(low)} run(s): {', '.join(low[:5])}{' ...' if len(low) > 5 else ''}; raise their "
+                         "epochs, training set or lr")
+
+
+def extra_seed_runs(profile: Profile, runs: Sequence[RunSpec], rows: Sequence[dict[str, Any]]) -> list[RunSpec]:
+    """Runs of ``profile.extra_seeds`` for every comparison whose gain is too uncertain.
+
+    A comparison (an arm and its baseline) gets the extra seeds once it has at least
+    :data:`~m2pt.experiments.aggregate.MIN_PAIRS` finished seed pairs among ``runs`` and twice
+    the standard error of its gain (paired over seeds; unpaired where pairing is undefined)
+    exceeds ``profile.extra_seed_se`` points. The decision depends on finished results only, so a
+    resumed study plans the same extra runs again.
+
+    Args:
+        profile: The profile (``extra_seeds``, ``extra_seed_se``).
+        runs: The planned runs.
+        rows: ``results.jsonl`` rows (rows of other plans and stale fingerprints are ignored).
+
+    Returns:
+        The extra runs (arm and baseline), in the profile's order.
+    """
+    from .aggregate import MIN_PAIRS, summarize
+
+    if not profile.extra_seeds:
+        return []
+    planned = {run.run_id: run for run in runs}
+    current = [row for row in rows if row.get("run_id") in planned
+               and row.get("fingerprint") == planned[row["run_id"]].fingerprint()]
+    cells: set[tuple[str, str, str]] = set()
+    for summary in summarize(current):
+        if not summary.baseline_arm or summary.paired_n < MIN_PAIRS:
+            continue
+        se = summary.paired_se if not math.isnan(summary.paired_se) else summary.se_diff
+        if not math.isnan(se) and 2 * se > profile.extra_seed_se:
+            cells |= {(summary.setting, summary.modality, summary.arm),
+                      (summary.setting, summary.modality, summary.baseline_arm)}
+    have = {(r.setting, r.modality, r.arm.name, r.seed) for r in runs}
+    extra: dict[str, RunSpec] = {}
+    for run in runs:
+        if (run.setting, run.modality, run.arm.name) not in cells:
+            continue
+        for seed in profile.extra_seeds:
+            if (run.setting, run.modality, run.arm.name, seed) not in have:
+                new = RunSpec(run.setting, run.modality, run.arm, seed, run.options)
+                extra.setdefault(new.run_id, new)
+    ordered = list(extra.values())
+    return order_informative(profile, ordered) if profile.order == "informative" else ordered
 
 
 def _pretrainings(profile: Profile, runs: Sequence[RunSpec]) -> list[PretrainSpec]:
@@ -166,7 +325,8 @@ def _pretrainings(profile: Profile, runs: Sequence[RunSpec]) -> list[PretrainSpe
         for source in (run.arm.aux, run.init_source):
             if source is None:
                 continue
-            source = source.removeprefix("random:")
+            control, _, inner = source.partition(":")
+            source = inner if control in CONTROL_KINDS else source
             kind, _, modality = source.partition(":")
             if kind == "mae":
                 options = profile.pretrain_options(modality)

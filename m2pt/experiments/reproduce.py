@@ -10,9 +10,11 @@ from typing import Any, Callable, Optional, Sequence
 
 from .aggregate import summarize, write_tables
 from .budgets import Profile, get_profile
+from .convergence import study_sections
 from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
 from .figures import write_figures
-from .plan import PretrainSpec, RunSpec, build_plan
+from .lr_budget import describe_sums
+from .plan import PretrainSpec, RunSpec, build_plan, extra_seed_runs, lambda_lr_sums_of
 from .pool import resolve_workers
 from .records import RESULTS_FILE, latest_rows, read_rows
 from .runner import Runner, RunnerOptions, execute
@@ -31,20 +33,65 @@ def describe_plan(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: 
     cells: dict[tuple[str, str, str], list[RunSpec]] = {}
     for run in runs:
         cells.setdefault((run.setting, run.modality, run.arm.name), []).append(run)
-    lines.append(f"  {'setting':<8} {'target':<6} {'arm':<24} {'group':<9} {'seeds':<8} description")
+    with_sums = profile.min_lambda_lr_sum > 0
+    header = f"  {'setting':<8} {'target':<6} {'arm':<24} {'group':<9} {'seeds':<8} "
+    lines.append(header + ("Σ lr of λ  " if with_sums else "") + "description")
+    sums_cache: dict[str, str] = {}
     for (setting, modality, arm), members in cells.items():
         seeds = ",".join(str(r.seed) for r in members)
         first = members[0]
-        lines.append(f"  {setting:<8} {modality:<6} {arm:<24} {first.arm.group:<9} {seeds:<8} {first.arm.description}")
+        line = f"  {setting:<8} {modality:<6} {arm:<24} {first.arm.group:<9} {seeds:<8} "
+        if with_sums:
+            key = json.dumps([first.options, first.arm.pathway], sort_keys=True, default=str)
+            if key not in sums_cache:
+                sums_cache[key] = describe_sums(lambda_lr_sums_of(first))
+            line += f"{sums_cache[key] if first.arm.aux else '–':<10} "
+        lines.append(line + first.arm.description)
     by_target = Counter(f"{r.modality}/{r.preset}" for r in runs)
     lines.append("  runs per target: " + ", ".join(f"{k} {v}" for k, v in sorted(by_target.items())))
     for modality in dict.fromkeys(r.modality for r in runs):
         o = profile.finetune_options(modality)
+        extra = {k: v for k, v in o["data_options"].items() if k not in ("train_size", "test_size")}
         lines.append(f"  budget {modality}: {o['data_options']['train_size']} train / "
-                     f"{o['data_options']['test_size']} test items, {o['epochs']} epochs, batch {o['batch_size']}")
+                     f"{o['data_options']['test_size']} test items, {o['epochs']} epochs, batch {o['batch_size']}"
+                     + (f", {extra}" if extra else ""))
+    for modality in dict.fromkeys(r.modality for r in runs if r.arm.group == "budget"):
+        sizes = sorted({r.options["data_options"]["train_size"] for r in runs
+                        if r.modality == modality and r.arm.group == "budget"})
+        o = profile.budget_base[modality]
+        lines.append(f"  gain vs budget {modality}: {' / '.join(map(str, sizes))} train items "
+                     f"({' / '.join(f'{m}x' for m in profile.budget_multipliers)} the quick budget), {o['epochs']} "
+                     f"epochs, batch {o['batch_size']}")
+    if any(r.arm.group == "plateau" for r in runs):
+        lines.append("  plateau: a target has reached it when its baseline trained twice as long (baseline-x2) "
+                     "gains < 1 point")
+    if profile.extra_seeds:
+        lines.append(f"  then seeds {','.join(map(str, profile.extra_seeds))} for every arm (and its baseline) whose "
+                     f"gain has 2·SE > {profile.extra_seed_se:g} point(s) once its seeds have finished")
+    if with_sums:
+        lines.append(f"  Σ lr of λ: sum over steps of lr × λ's lr_scale, per block; at least "
+                     f"{profile.min_lambda_lr_sum:g} in groups {', '.join(profile.lr_sum_groups)} (checked)")
     if estimates:
         lines.append(f"  estimated time: {format_duration(sum(estimates.values()))}")
     return "\n".join(lines)
+
+
+def tier_milestones(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec],
+                    estimates: dict[str, float], workers: int) -> list[str]:
+    """When each :func:`~m2pt.experiments.plan.priority` tier of the pending runs should be done."""
+    from .plan import priority
+
+    elapsed = sum(estimates.get(f"pretrain/{p.run_id}", 0.0) for p in pretrainings) / max(1, workers)
+    tiers: dict[int, list[RunSpec]] = {}
+    for run in runs:
+        tiers.setdefault(priority(profile, run), []).append(run)
+    lines = [f"  pretrainings: {format_duration(elapsed)}"]
+    for tier, members in sorted(tiers.items()):
+        elapsed += sum(estimates.get(r.run_id, 0.0) for r in members) / max(1, workers)
+        cells = list(dict.fromkeys(f"{r.modality}/{r.arm.name}" for r in members))
+        shown = ", ".join(cells[:6]) + (f", ... ({len(cells)} arms)" if len(cells) > 6 else "")
+        lines.append(f"  tier {tier} ({len(members)} runs: {shown}) done after about {format_duration(elapsed)}")
+    return lines
 
 
 def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
@@ -54,7 +101,7 @@ def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
         log(f"no finished runs in {output / RESULTS_FILE} yet")
         return []
     summaries = summarize(rows)
-    written = write_tables(summaries, output)
+    written = write_tables(summaries, output, study_sections(summaries, rows, output))
     written += write_figures(summaries, rows, output / "figures")
     return written
 
@@ -62,7 +109,7 @@ def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
 def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce", seeds: Optional[Sequence[int]] = None,
               only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 0,
               workers: int = 0, keep_heavy_files: bool = False, aggregate_only: bool = False, progress: bool = True,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              estimate_only: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or list) the reproduction; see ``m2pt reproduce --help``.
 
     ``workers=0`` runs one single-threaded worker process per core on up to 2 cores, then
@@ -70,9 +117,15 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     ``threads=0`` gives each of several workers cores / workers threads; with ``workers=1`` it
     picks 1 or 2 torch threads by timing a step with each.
 
+    With ``estimate_only`` the step times are calibrated and the estimate printed, nothing runs.
+    A profile with ``extra_seeds`` runs, after its planned runs, the extra seeds of every
+    comparison whose gain is too uncertain (:func:`~m2pt.experiments.plan.extra_seed_runs`);
+    explicit ``seeds`` turn that off.
+
     Returns:
         ``{"runs": n, "pretrainings": n, "counts": {...}, "written": [...], "seconds": s}``
-        (``counts`` absent with ``list_only`` / ``aggregate_only``).
+        (``counts`` absent with ``list_only`` / ``aggregate_only`` / ``estimate_only``;
+        ``extra_runs`` present when extra seeds ran).
     """
     import torch
 
@@ -119,7 +172,21 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         log(f"{len(runs) - len(pending)} run(s) already finished; estimated time for the rest with {workers} "
             f"worker(s) of {threads} thread(s): {format_duration(seconds)} (finishing around "
             f"{time.strftime('%H:%M', time.localtime(time.time() + seconds))})")
+        if profile.order == "informative":
+            for line in tier_milestones(profile, pretrainings, pending, estimates, workers):
+                log(line)
+    if estimate_only:
+        result["estimates"] = estimates
+        return result
     counts = execute(runner, pretrainings, runs, estimates, progress=progress, workers=workers, threads=threads)
+    extra = extra_seed_runs(profile, runs, list(runner.finished_rows().values())) if not seeds else []
+    if extra:
+        log(f"{len(extra)} extra run(s): seeds {','.join(map(str, profile.extra_seeds))} where 2·SE of a gain > "
+            f"{profile.extra_seed_se:g} point(s)")
+        (output / "extra_runs.json").write_text(json.dumps([r.run_id for r in extra], indent=1))
+        more = execute(runner, [], extra, {}, progress=progress, workers=workers, threads=threads)
+        counts = {k: counts[k] + more[k] for k in counts}
+        result["extra_runs"] = len(extra)
     result["counts"] = counts
     result["written"] = [str(p) for p in aggregate(output, log)]
     result["seconds"] = time.perf_counter() - started

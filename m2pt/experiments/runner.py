@@ -6,6 +6,7 @@ Layout of the output folder::
     calibration-<N>thread.json   measured step times with N threads (for the time estimate)
     pretrain/<source>/       MAE pretraining run folders (encoder.safetensors)
     artifacts/random/        std-matched random auxiliaries (one per source and seed)
+    artifacts/permuted/      permuted auxiliaries (one per source and seed)
     runs/<setting>/<target>/<arm>/seed<N>/   fine-tuning run folders (metrics.jsonl, plots)
     results.jsonl            one row per finished run (appended as runs finish)
     failures.jsonl           runs that raised (the runner goes on with the next run)
@@ -27,11 +28,15 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .plan import PretrainSpec, RunSpec, result_options
-from .random_aux import write_random_auxiliary
+from .random_aux import CONTROL_KINDS, write_control_auxiliary
 from .records import RESULTS_FILE, append_row, latest_rows, make_row, read_rows
 
 FINGERPRINT_FILE = "m2pt_fingerprint.txt"
 HEAVY_FILES = ("checkpoint.pt", "model.safetensors", "pathways.safetensors")
+
+
+#: Added to a run's seed to seed its control's draw (random: the value used since the first results).
+CONTROL_SEED_OFFSET = {"random": 1000, "permuted": 2000}
 
 
 class RunInterrupted(RuntimeError):
@@ -95,11 +100,12 @@ class Runner:
             from m2pt.checkpoints import builtin_checkpoint_path
 
             return str(builtin_checkpoint_path("minilm"))
-        if source.startswith("random:"):
-            inner = source.removeprefix("random:")
-            path = self.output / "artifacts" / "random" / f"{inner.replace(':', '-')}-seed{seed}.safetensors"
+        kind, _, inner = source.partition(":")
+        if kind in CONTROL_KINDS:
+            path = self.output / "artifacts" / kind / f"{inner.replace(':', '-')}-seed{seed}.safetensors"
             if not path.is_file():
-                write_random_auxiliary(self.resolve(inner, seed), path, seed=1000 + seed)
+                write_control_auxiliary(self.resolve(inner, seed), path, seed=CONTROL_SEED_OFFSET[kind] + seed,
+                                        kind=kind)
             return str(path)
         path = self.encoder_path(source)
         if not path.is_file():

@@ -79,3 +79,23 @@ def test_failure_is_recorded_and_the_next_run_goes_on(runner):
     assert counts == {"done": 1, "skipped": 0, "failed": 1}
     failure = json.loads((runner.output / "failures.jsonl").read_text().splitlines()[0])
     assert failure["run_id"] == broken.run_id and "FileNotFoundError" in failure["error"]
+
+
+def test_permuted_control_runs_end_to_end(runner):
+    import torch
+
+    from m2pt.checkpoints import load_auxiliary
+    from m2pt.experiments.arms import permuted_arm
+
+    arm = permuted_arm("image")
+    runs = [RunSpec("scratch", "image", BASELINE, 0, dict(FINETUNE)), RunSpec("scratch", "image", arm, 0, dict(FINETUNE))]
+    counts = execute(runner, [PretrainSpec("mae:image", dict(PRETRAIN))], runs, progress=False)
+    assert counts == {"done": 3, "skipped": 0, "failed": 0}
+    row = {r["arm"]: r for r in read_rows(runner.results_path)}["permuted-image"]
+    assert row["aux"] == "permuted:mae:image" and "/artifacts/permuted/mae-image-seed0" in row["aux_path"]
+    assert row["pathway_stats"]["layers"]  # λ per layer recorded
+    permuted, pretrained = (load_auxiliary(p).state_dict()
+                            for p in (row["aux_path"], str(runner.encoder_path("mae:image"))))
+    weight = "blocks.0.mlp.fc1.weight"
+    assert not torch.equal(permuted[weight], pretrained[weight])
+    assert torch.allclose(torch.linalg.svdvals(permuted[weight]), torch.linalg.svdvals(pretrained[weight]), atol=1e-5)

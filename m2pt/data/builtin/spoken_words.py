@@ -8,6 +8,13 @@ variants is used only for the test split, so test speakers never occur in traini
 Clips are resampled to 16 kHz mono, trimmed of leading/trailing silence, written as 16-bit
 wav files with a ``<split>.csv`` list (``path,label``), and read back through
 :class:`m2pt.data.audio.AudioListDataset`, the loader users' own clips go through.
+
+By default the clips are clean (the synthesiser's output as is). ``augment="realistic"`` puts
+every clip (train and test) through recording conditions drawn per clip: speed and pitch by
+resampling, a synthetic room, random leading/trailing silence, background noise, a telephone
+channel, a random level (:mod:`m2pt.data.builtin.speech_channel`). The words, voices, espeak
+speeds and pitches are the same as those of the clean clips with the same seed; augmented
+clips are cached in their own folder, named after the channel's version and ranges.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import shutil
 import subprocess
 import wave
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,6 +36,7 @@ from tqdm import tqdm
 
 from m2pt.data.audio import SAMPLE_RATE, AudioListDataset, decode_audio
 from m2pt.data.cache import PathLike, data_root, generating_folder
+from m2pt.data.builtin.speech_channel import SpeechChannel, apply_channel, resolve_channel
 from m2pt.data.errors import DatasetError, MissingSystemPackageError
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -84,9 +93,19 @@ def write_wav(path: Path, waveform: np.ndarray) -> None:
         file.writeframes(pcm.tobytes())
 
 
+#: Keys of the per-clip draws of a channel, as written in ``<split>.csv`` of augmented clips.
+CHANNEL_COLUMNS = ("speed_factor", "rt60", "lead_seconds", "snr_db", "noise", "telephone", "peak_dbfs")
+_CHANNEL_STREAM = 7919
+
+
 def generate_spoken_words(destination: Path, words: Sequence[str], sizes: dict[str, int],
-                          seed: int, test_fraction: float) -> None:
-    """Synthesise ``sizes[split]`` clips per split (balanced over words) into ``destination``."""
+                          seed: int, test_fraction: float, channel: SpeechChannel | None = None,
+                          clip_seconds: float = 1.0) -> None:
+    """Synthesise ``sizes[split]`` clips per split (balanced over words) into ``destination``.
+
+    With a ``channel``, each clip is put through it with its own generator, seeded by
+    ``(seed, split, clip number)``: the clips do not depend on thread scheduling.
+    """
     espeak_binary()
     variants = split_variants(seed, test_fraction)
     jobs = []
@@ -96,23 +115,34 @@ def generate_spoken_words(destination: Path, words: Sequence[str], sizes: dict[s
             label = number % len(words)
             voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{rng.choice(variants[split])}"
             jobs.append((split, f"{split}/{number:05d}_{words[label]}.wav", words[label], voice,
-                         int(rng.integers(*SPEED_RANGE)), int(rng.integers(*PITCH_RANGE))))
+                         int(rng.integers(*SPEED_RANGE)), int(rng.integers(*PITCH_RANGE)),
+                         (seed, split_number, number, _CHANNEL_STREAM)))
         (destination / split).mkdir()
+    num_samples = round(clip_seconds * SAMPLE_RATE)
 
-    def run(job: tuple) -> None:
-        _, path, word, voice, speed, pitch = job
-        write_wav(destination / path, synthesise(word, voice, speed, pitch))
+    def run(job: tuple) -> str:
+        _, path, word, voice, speed, pitch, stream = job
+        waveform = synthesise(word, voice, speed, pitch)
+        if channel is None:
+            write_wav(destination / path, waveform)
+            return ""
+        clip, draws = apply_channel(waveform, num_samples, SAMPLE_RATE, channel, np.random.default_rng(stream))
+        write_wav(destination / path, clip)
+        return ",".join(str(draws[column]) for column in CHANNEL_COLUMNS)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(tqdm(pool.map(run, jobs), total=len(jobs), desc="espeak-ng spoken words",
-                  unit="clip"))
+        extras = list(tqdm(pool.map(run, jobs), total=len(jobs), desc="espeak-ng spoken words",
+                           unit="clip"))
+    header = "path,label,voice,speed,pitch" + ("," + ",".join(CHANNEL_COLUMNS) if channel else "")
     for split in sizes:
-        lines = ["path,label,voice,speed,pitch"] + [
-            f"{path},{word},{voice},{speed},{pitch}"
-            for job_split, path, word, voice, speed, pitch in jobs if job_split == split]
+        lines = [header] + [
+            f"{path},{word},{voice},{speed},{pitch}" + ("," + extra if channel else "")
+            for (job_split, path, word, voice, speed, pitch, _), extra in zip(jobs, extras) if job_split == split]
         (destination / f"{split}.csv").write_text("\n".join(lines) + "\n")
-    (destination / "meta.json").write_text(json.dumps(
-        {"words": list(words), "seed": seed, "variants": variants, "accents": ACCENTS}, indent=2))
+    meta: dict = {"words": list(words), "seed": seed, "variants": variants, "accents": ACCENTS}
+    if channel is not None:
+        meta["channel"] = {**asdict(channel), "tag": channel.tag, "clip_seconds": clip_seconds}
+    (destination / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
 class SpokenWordsDataset(AudioListDataset):
@@ -128,6 +158,11 @@ class SpokenWordsDataset(AudioListDataset):
         test_fraction: Fraction of voice variants reserved for the test split.
         clip_seconds: Fixed clip length (trimmed words last about 0.3-0.8 s).
         transform: Optional callable applied to the waveform (e.g. a fbank transform).
+        random_crop: Cut clips longer than ``clip_seconds`` at a random offset.
+        augment: ``None`` / ``"none"`` (default): clean clips. ``"realistic"`` (or a
+            :class:`~m2pt.data.builtin.speech_channel.SpeechChannel`): clips put through recording
+            conditions (speed, room, silence, noise, telephone, level), fixed per clip by ``seed``
+            and cached apart from the clean ones; the split by speaker is unchanged.
     """
 
     def __init__(self, split: str = "train", root: PathLike | None = None, seed: int = 0,
@@ -135,18 +170,25 @@ class SpokenWordsDataset(AudioListDataset):
                  words: Sequence[str] = DIGIT_WORDS, test_fraction: float = 0.2,
                  clip_seconds: float = 1.0,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 random_crop: bool = False) -> None:
+                 random_crop: bool = False, augment: str | SpeechChannel | None = None) -> None:
         split = {"val": "test"}.get(split, split)
         if split not in ("train", "test"):
             raise DatasetError(f"split must be 'train' or 'test', got '{split}'")
+        try:
+            channel = resolve_channel(augment)
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from exc
         words = tuple(words)
         name = f"{'-'.join(words) if words != DIGIT_WORDS else 'digits'}_train{train_size}" \
                f"_test{test_size}_testfrac{test_fraction:g}_seed{seed}"
+        if channel is not None:  # the clip length shapes the silences, so it names the folder too
+            name += f"_clip{clip_seconds:g}s_aug-{channel.tag}"
         self.folder = data_root(root) / "spoken_words" / name
+        self.channel = channel
         if not self.folder.is_dir():
             with generating_folder(self.folder) as tmp:
                 generate_spoken_words(tmp, words, {"train": train_size, "test": test_size},
-                                      seed, test_fraction)
+                                      seed, test_fraction, channel=channel, clip_seconds=clip_seconds)
         super().__init__(self.folder / f"{split}.csv", clip_seconds=clip_seconds,
                          classes=words, multi_label=False, random_crop=random_crop,
                          transform=transform)

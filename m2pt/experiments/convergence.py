@@ -1,0 +1,161 @@
+"""Has a target reached its plateau, has an auxiliary finished pretraining, does the gain grow with budget?
+
+* **Plateau** of a target: its baseline trained twice as long (arm ``baseline-x2``, same data
+  and seeds) improves on the baseline by less than :data:`PLATEAU_POINTS` (1 accuracy point).
+* **Pretraining**: the reconstruction loss curve of each MAE pretraining, and the relative drop
+  of its loss over the last half of the epochs (small once it has flattened).
+* **Gain versus budget**: the gains of the budget study's arms (``<arm>-b<k>x``) per multiplier.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .aggregate import ArmSummary
+
+#: A target is at its plateau when doubling its training improves it by less than this (points).
+PLATEAU_POINTS = 1.0
+PLATEAU_ARM = "baseline-x2"
+BUDGET_ARM = re.compile(r"^(?P<arm>.+)-b(?P<multiplier>\d+)x$")
+
+
+@dataclass
+class PlateauCheck:
+    """The plateau check of one (setting, target)."""
+
+    setting: str
+    modality: str
+    baseline: float
+    doubled: float
+    gain: float
+    paired_se: float
+    n: int
+
+    @property
+    def reached(self) -> bool:
+        """Whether doubling the training improved the baseline by less than 1 point."""
+        return self.gain < PLATEAU_POINTS
+
+
+def plateau_checks(summaries: Sequence[ArmSummary]) -> list[PlateauCheck]:
+    """One :class:`PlateauCheck` per target with a finished ``baseline-x2`` arm."""
+    out = []
+    for s in summaries:
+        if s.arm == PLATEAU_ARM and s.baseline_arm and not math.isnan(s.gain):
+            out.append(PlateauCheck(s.setting, s.modality, s.baseline_mean, s.mean, s.gain, s.paired_se, s.n))
+    return out
+
+
+def plateau_markdown(checks: Sequence[PlateauCheck]) -> str:
+    """The plateau checks as a Markdown section ('' without any)."""
+    if not checks:
+        return ""
+    lines = [f"### Plateau check: baseline trained twice as long (reached when the gain is < {PLATEAU_POINTS:g} "
+             "point)", "", "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | paired 2·SE | n | "
+             "plateau |", "|---|---|---|---|---|---|---|---|"]
+    for c in checks:
+        se = "–" if math.isnan(c.paired_se) else f"{2 * c.paired_se:.2f}"
+        lines.append(f"| {c.setting} | {c.modality} | {c.baseline:.2f} | {c.doubled:.2f} | {c.gain:+.2f} | {se} | "
+                     f"{c.n} | {'yes' if c.reached else 'no'} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def pretrain_loss_curves(pretrain_folder: Path) -> dict[str, list[tuple[float, float]]]:
+    """``{source: [(epoch, train loss), ...]}`` of every MAE pretraining under ``pretrain_folder``."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    if not pretrain_folder.is_dir():
+        return curves
+    for metrics in sorted(pretrain_folder.glob("*/metrics.jsonl")):
+        points = []
+        for line in metrics.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "train_loss" in record and "epoch" in record:
+                points.append((float(record["epoch"]), float(record["train_loss"])))
+        if points:
+            curves[metrics.parent.name] = points
+    return curves
+
+
+def late_relative_drop(curve: Sequence[tuple[float, float]]) -> float:
+    """Relative drop of the loss over the second half of the epochs: ``(L_mid - L_end) / L_mid``."""
+    if len(curve) < 2:
+        return math.nan
+    middle = curve[(len(curve) - 1) // 2][1]
+    return (middle - curve[-1][1]) / middle if middle else math.nan
+
+
+def pretrain_markdown(curves: dict[str, list[tuple[float, float]]]) -> str:
+    """MAE pretraining losses as a Markdown section ('' without any)."""
+    if not curves:
+        return ""
+    lines = ["### MAE pretraining of the auxiliaries: reconstruction loss", "",
+             "| pretraining | epochs | first epoch loss | final loss | drop over the last half of the epochs |",
+             "|---|---|---|---|---|"]
+    for name, curve in curves.items():
+        drop = late_relative_drop(curve)
+        lines.append(f"| {name} | {curve[-1][0]:g} | {curve[0][1]:.4f} | {curve[-1][1]:.4f} | "
+                     f"{'–' if math.isnan(drop) else f'{100 * drop:.1f} %'} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+@dataclass
+class BudgetPoint:
+    """One arm of the gain-versus-budget study at one budget."""
+
+    setting: str
+    modality: str
+    arm: str
+    multiplier: int
+    baseline: float
+    gain: float
+    se: float
+
+
+def budget_points(summaries: Sequence[ArmSummary]) -> list[BudgetPoint]:
+    """The gains of the budget study (arms named ``<arm>-b<k>x`` with a baseline), by multiplier."""
+    out = []
+    for s in summaries:
+        match = BUDGET_ARM.match(s.arm)
+        if s.group != "budget" or not match or not s.baseline_arm:
+            continue
+        se = s.paired_se if not math.isnan(s.paired_se) else s.se_diff
+        out.append(BudgetPoint(s.setting, s.modality, match["arm"], int(match["multiplier"]), s.baseline_mean,
+                               s.gain, se))
+    return sorted(out, key=lambda p: (p.setting, p.modality, p.arm, p.multiplier))
+
+
+def budget_markdown(points: Sequence[BudgetPoint]) -> str:
+    """The gain-versus-budget study as a Markdown section ('' without any)."""
+    if not points:
+        return ""
+    lines = ["### Gain versus budget (training set × the quick budget; gain over the same-budget baseline)", "",
+             "| setting | target | arm | budget | baseline top-1 % | gain | 2·SE |", "|---|---|---|---|---|---|---|"]
+    for p in points:
+        se = "–" if math.isnan(p.se) else f"{2 * p.se:.2f}"
+        lines.append(f"| {p.setting} | {p.modality} | {p.arm} | {p.multiplier}x | {p.baseline:.2f} | "
+                     f"{p.gain:+.2f} | {se} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def study_sections(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any]],
+                   output: Optional[Path] = None) -> str:
+    """Plateau checks, pretraining losses, gain versus budget and the λ study as Markdown."""
+    from .lambda_analysis import lambda_markdown, lambda_summaries
+
+    parts = [plateau_markdown(plateau_checks(summaries)),
+             pretrain_markdown(pretrain_loss_curves(output / "pretrain")) if output is not None else "",
+             budget_markdown(budget_points(summaries)), lambda_markdown(lambda_summaries(rows))]
+    return "\n".join(p for p in parts if p)

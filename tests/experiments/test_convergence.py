@@ -1,0 +1,108 @@
+"""Plateau check, pretraining losses, gain versus budget and the λ study on hand-made results."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from m2pt.experiments.aggregate import summarize
+from m2pt.experiments.convergence import (budget_points, late_relative_drop, plateau_checks, pretrain_loss_curves,
+                                          study_sections)
+from m2pt.experiments.figures import plot_gain_vs_budget, plot_lambda_agreement, plot_pretrain_losses
+from m2pt.experiments.lambda_analysis import (control_of, lambda_summaries, sign_agreement_across_seeds,
+                                              sign_agreement_between)
+
+
+def _row(arm, seed, top1, baseline="baseline", group="main", modality="image", lambdas=None):
+    layers = {name: {"lambda": value, "abs_lambda": abs(value), "rel_delta": abs(value) * 2}
+              for name, value in (lambdas or {}).items()}
+    return {"run_id": f"scratch/{modality}/{arm}/seed{seed}", "arm": arm, "group": group, "setting": "scratch",
+            "modality": modality, "seed": seed, "preset": "tiny", "aux": None if baseline is None else "mae:point",
+            "baseline_arm": baseline, "metrics": {"top1": top1}, "wall_seconds": 1.0,
+            "pathway_stats": {"layers": layers} if layers else {}}
+
+
+def test_plateau_reached_only_below_one_point():
+    rows = [_row("baseline", s, 80.0 + s, baseline=None) for s in range(3)]
+    rows += [_row("baseline-x2", s, 80.5 + s, group="plateau") for s in range(3)]
+    rows += [_row("baseline", s, 50.0 + s, baseline=None, modality="audio") for s in range(3)]
+    rows += [_row("baseline-x2", s, 55.0 + s, group="plateau", modality="audio") for s in range(3)]
+    for row in rows:
+        if row["arm"] == "baseline-x2":
+            row["aux"] = None
+    checks = {c.modality: c for c in plateau_checks(summarize(rows))}
+    assert checks["image"].gain == pytest.approx(0.5) and checks["image"].reached
+    assert checks["audio"].gain == pytest.approx(5.0) and not checks["audio"].reached
+    text = study_sections(summarize(rows), rows)
+    assert "| scratch | image | 81.00 | 81.50 | +0.50 | 0.00 | 3 | yes |" in text
+    assert "| scratch | audio | 51.00 | 56.00 | +5.00 | 0.00 | 3 | no |" in text
+
+
+def test_gain_versus_budget_points_and_plot(tmp_path):
+    rows = []
+    for m, gain in ((1, 0.0), (4, 1.0), (16, 3.0)):
+        rows += [_row(f"baseline-b{m}x", s, 60.0 + m + s, baseline=None, group="budget") for s in range(3)]
+        rows += [_row(f"aux-point-b{m}x", s, 60.0 + m + s + gain + 0.1 * s, baseline=f"baseline-b{m}x",
+                      group="budget") for s in range(3)]
+        rows += [_row(f"random-point-b{m}x", s, 60.0 + m + s, baseline=f"baseline-b{m}x", group="budget")
+                 for s in range(3)]
+    points = budget_points(summarize(rows))
+    pathway = [p for p in points if p.arm == "aux-point"]
+    assert [p.multiplier for p in pathway] == [1, 4, 16]
+    assert [p.gain for p in pathway] == pytest.approx([0.1, 1.1, 3.1])
+    assert [p.baseline for p in pathway] == pytest.approx([62.0, 65.0, 77.0])
+    assert all(p.gain == pytest.approx(0.0) for p in points if p.arm == "random-point")
+    assert "| scratch | image | aux-point | 16x | 77.00 | +3.10 | 0.12 |" in study_sections(summarize(rows), rows)
+    path = plot_gain_vs_budget(summarize(rows), tmp_path / "gain_vs_budget.png")
+    assert path is not None and path.stat().st_size > 1000
+    assert plot_gain_vs_budget(summarize(rows[:3]), tmp_path / "none.png") is None
+
+
+def test_sign_agreement_across_seeds_and_with_controls():
+    by_seed = {0: {"a": 1.0, "b": 1.0}, 1: {"a": 2.0, "b": -1.0}, 2: {"a": 0.5, "b": 1.0}}
+    agreement = sign_agreement_across_seeds(by_seed)
+    assert agreement == {"a": 1.0, "b": pytest.approx(1 / 3)}
+    control = {0: {"a": -1.0, "b": 1.0}, 1: {"a": 1.0, "b": -3.0}, 3: {"a": 1.0, "b": 1.0}}
+    assert sign_agreement_between(by_seed, control) == {"a": 0.5, "b": 1.0}  # seeds 0 and 1 only
+    assert math.isnan(sign_agreement_across_seeds({0: {"a": 1.0}})["a"])
+    assert control_of("random-point") == ("random", "aux-point")
+    assert control_of("permuted-image") == ("permuted", "aux-image")
+    assert control_of("small-permuted-minilm") == ("permuted", "small-aux-minilm")
+    assert control_of("aux-point") is None
+
+
+def test_lambda_summaries_from_rows_and_figure(tmp_path):
+    rows = [_row("baseline", s, 80.0, baseline=None) for s in range(3)]
+    rows += [_row("aux-point", s, 81.0, lambdas={"blocks.0.attn.qkv": 1e-3, "blocks.1.attn.qkv": (-1) ** s * 1e-3})
+             for s in range(3)]
+    rows += [_row("permuted-point", s, 80.0, lambdas={"blocks.0.attn.qkv": -1e-3, "blocks.1.attn.qkv": 1e-3})
+             for s in range(3)]
+    summaries = {s.arm: s for s in lambda_summaries(rows)}
+    assert set(summaries) == {"aux-point", "permuted-point"}
+    pathway = summaries["aux-point"]
+    assert pathway.across_seeds == {"blocks.0.attn.qkv": 1.0, "blocks.1.attn.qkv": pytest.approx(1 / 3)}
+    assert pathway.vs_controls["permuted-point"] == {"blocks.0.attn.qkv": 0.0,
+                                                     "blocks.1.attn.qkv": pytest.approx(2 / 3)}
+    assert pathway.rel_delta == pytest.approx({"blocks.0.attn.qkv": 2e-3, "blocks.1.attn.qkv": 2e-3})
+    text = study_sections(summarize(rows), rows)
+    assert "| scratch | image | aux-point | 3 | 0.67; 0.33–1.00 | permuted-point: 0.33 | 0.002; 0.002 |" in text
+    path = plot_lambda_agreement(rows, tmp_path / "lambda_agreement.png")
+    assert path is not None and path.stat().st_size > 1000
+
+
+def test_pretraining_loss_curves_and_their_late_drop(tmp_path):
+    folder = tmp_path / "pretrain" / "mae-point"
+    folder.mkdir(parents=True)
+    records = [{"step": 1, "loss": 9.0}] + [{"epoch": e, "train_loss": loss}
+                                             for e, loss in enumerate([1.0, 0.6, 0.5, 0.45, 0.44], start=1)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"torn')
+    curves = pretrain_loss_curves(tmp_path / "pretrain")
+    assert curves == {"mae-point": [(1.0, 1.0), (2.0, 0.6), (3.0, 0.5), (4.0, 0.45), (5.0, 0.44)]}
+    assert late_relative_drop(curves["mae-point"]) == pytest.approx(0.12)
+    assert math.isnan(late_relative_drop([(1.0, 1.0)]))
+    text = study_sections([], [], tmp_path)
+    assert "| mae-point | 5 | 1.0000 | 0.4400 | 12.0 % |" in text
+    assert plot_pretrain_losses(tmp_path / "pretrain", tmp_path / "loss.png").stat().st_size > 1000
+    assert plot_pretrain_losses(tmp_path / "missing", tmp_path / "none.png") is None
