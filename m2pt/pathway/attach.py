@@ -10,9 +10,11 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ..checkpoints.formats import convert_checkpoint, is_pathway_key, select_hf_layout
 from .config import PathwayConfig
 from .errors import PathwayError
-from .module import attach_pathway, original_tensor
+from .hf_target import HFTargetLinear, guard_save_pretrained, hf_target_linears, uses_canonical_names
+from .module import attach_pathway, has_pathways, original_tensor
 
 AuxiliarySource = Union[nn.Module, Mapping[str, Tensor]]
 
@@ -39,18 +41,24 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def _aux_state(aux: AuxiliarySource, index: int) -> dict[str, Tensor]:
+def _aux_state(aux: AuxiliarySource, index: int, canonical: bool) -> dict[str, Tensor]:
+    """The auxiliary's tensors; a Hugging Face encoder is renamed to ``blocks.N.attn.qkv``... when
+    ``canonical`` (the config names layers the default way)."""
     if isinstance(aux, nn.Module):
         state = aux.state_dict(keep_vars=False)
+        own_pathways = has_pathways(aux)
     elif isinstance(aux, Mapping):
         state = dict(aux)
+        own_pathways = any(is_pathway_key(k) for k in state)
     else:
         raise PathwayError(
             f"auxiliary #{index} is a {type(aux).__name__}; pass an nn.Module, a state_dict, or "
             "the result of m2pt.load_auxiliary(path).")
-    if any(".parametrizations." in k for k in state):
+    if own_pathways:
         raise PathwayError(
             f"auxiliary #{index} has pathways of its own; merge it first with m2pt.merge_pathways(aux).")
+    if canonical and select_hf_layout(list(state)) is not None:
+        state = convert_checkpoint(aux).state_dict
     return state
 
 
@@ -127,16 +135,42 @@ def _warn_head_mismatch(target: nn.Module, aux: AuxiliarySource, plan: list[_Pla
             return
 
 
+def _no_aux_names_match(state: Mapping[str, Tensor], config: PathwayConfig, index: int,
+                         target_blocks: list[int]) -> PathwayError:
+    sample = [k for k in state if k.endswith(".weight")][:6]
+    return PathwayError(
+        f"no auxiliary names match: block_pattern={config.block_pattern!r} finds no block index in the names of "
+        f"auxiliary #{index} (its weights are named like {sample}), while the target's matched layers are in "
+        f"blocks {target_blocks}. The auxiliary must use the target's module names: load checkpoints of other "
+        "codebases with m2pt.load_auxiliary(path), or pass a state dict renamed to the target's names.")
+
+
 def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayConfig) -> list[_PlannedPathway]:
-    matched = _matched_modules(target, config)
-    target_blocks = _block_indices([n for n, _ in matched], config.block_pattern)
+    hf_linears = hf_target_linears(target, config)
+    if hf_linears is None:
+        matched = _matched_modules(target, config)
+        target_blocks = _block_indices([n for n, _ in matched], config.block_pattern)
+        hf_by_name: dict[str, HFTargetLinear] = {}
+    else:
+        modules = dict(target.named_modules())
+        matched = [(linear.module_name, modules[linear.module_name]) for linear in hf_linears]
+        target_blocks = sorted({linear.block for linear in hf_linears})
+        hf_by_name = {linear.module_name: linear for linear in hf_linears}
     plan: list[_PlannedPathway] = []
     for index, aux in enumerate(auxes):
-        state = _aux_state(aux, index)
+        state = _aux_state(aux, index, canonical=uses_canonical_names(config))
         aux_blocks = _block_indices([k for k in state if k.endswith(".weight")], config.block_pattern)
+        if target_blocks and not aux_blocks:
+            raise _no_aux_names_match(state, config, index, target_blocks)
         pairing = _pairing(target_blocks, aux_blocks, config, index) if target_blocks else {}
         for name, module in matched:
-            aux_name = _aux_module_name(name, pairing, config.block_pattern)
+            hf_linear = hf_by_name.get(name)
+            if hf_linear is not None:
+                if hf_linear.block not in pairing:
+                    continue
+                aux_name = hf_linear.aux_name(pairing[hf_linear.block])
+            else:
+                aux_name = _aux_module_name(name, pairing, config.block_pattern)
             if aux_name is None:
                 continue
             aux_weight = state.get(f"{aux_name}.weight")
@@ -145,6 +179,9 @@ def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayCo
                     f"auxiliary layer missing: target layer {name!r} needs '{aux_name}.weight' in auxiliary #{index}, "
                     f"which has {len(state)} tensors such as {list(state)[:6]}. Both models must use the same module "
                     "names; load checkpoints of other codebases with m2pt.load_auxiliary(path).")
+            if hf_linear is not None:
+                aux_weight = hf_linear.take(aux_weight)
+                aux_name = hf_linear.describe(pairing[hf_linear.block])
             target_weight = original_tensor(module, "weight")
             if tuple(aux_weight.shape) != tuple(target_weight.shape):
                 raise PathwayError(
@@ -154,7 +191,9 @@ def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayCo
             aux_bias = None
             if config.aux_bias:
                 has_target_bias = getattr(module, "bias", None) is not None
-                aux_bias = state.get(f"{aux_name}.bias")
+                aux_bias = state.get(f"{aux_name}.bias") if hf_linear is None else (
+                    hf_linear.take(state[f"{hf_linear.aux_name(pairing[hf_linear.block])}.bias"])
+                    if f"{hf_linear.aux_name(pairing[hf_linear.block])}.bias" in state else None)
                 if not has_target_bias or aux_bias is None:
                     which = "target layer" if not has_target_bias else f"auxiliary #{index} layer '{aux_name}'"
                     raise PathwayError(
@@ -221,4 +260,5 @@ def add_pathways(
             aux_name=item.aux_name, aux_index=item.aux_index,
         )
     target.pathway_config = config
+    guard_save_pretrained(target)
     return target
