@@ -258,13 +258,13 @@ _HF_EMBEDDING = re.compile(
     r"|pre_layrnorm|embeddings_project)(?:\.|$)")
 
 
-def hf_layer_id(name: str, num_blocks: int) -> int | None:
+def hf_layer_id(name: str) -> int | None:
     """Layer-decay id of a parameter of a Hugging Face encoder.
 
     0 for the embeddings (patch / word / position embeddings, CLS token, wav2vec2's feature
-    encoder and positional convolution), ``block + 1`` for the encoder blocks,
-    ``num_blocks + 1`` for the rest (final norms, pooler, task head); None when ``name`` is
-    not in a known Hugging Face layout at all (then another rule applies).
+    encoder and positional convolution), ``block + 1`` for the encoder blocks; None for the
+    rest (final norms, pooler, task head), which the caller puts with the top layer
+    (``num_blocks + 1``) or decides by its own rule.
     """
     block = hf_block_index(name)
     if block is not None:
