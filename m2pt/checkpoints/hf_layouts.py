@@ -156,10 +156,6 @@ class HFMatch:
         return bool(indices) and indices == list(range(len(indices))) and all(
             needed <= roles for roles in self.blocks.values())
 
-    @property
-    def encoder_prefix(self) -> str:
-        return self.prefix
-
     def block_prefix(self, block: int) -> str:
         return f"{self.prefix}{self.stack}.{block}."
 
@@ -219,7 +215,8 @@ def find_hf_layouts(keys: Iterable[str], only: str | None = None) -> list[HFMatc
 
 
 def refusal(match: HFMatch, keys: Iterable[str]) -> str | None:
-    """Why a complete match still cannot map exactly (None when it can)."""
+    """Why a match cannot map exactly: a block holds a module of ``layout.refused`` (None: none does)."""
+    keys = list(keys)
     for block in sorted(match.blocks):
         start = match.block_prefix(block)
         for module, why in match.layout.refused:
@@ -229,18 +226,9 @@ def refusal(match: HFMatch, keys: Iterable[str]) -> str | None:
     return None
 
 
-def _gated(match: HFMatch, keys: list[str]) -> str | None:
-    start = match.block_prefix(min(match.blocks))
-    for module, why in match.layout.refused:
-        key = next((k for k in keys if k.startswith(f"{start}{module}.")), None)
-        if key is not None:
-            return f"{key!r}: {why}"
-    return None
-
-
-def partial_reason(match: HFMatch, keys: list[str]) -> str:
+def partial_reason(match: HFMatch, keys: Iterable[str]) -> str:
     """Why an incomplete match is not a layout: a refused module, or the linears it lacks."""
-    return _gated(match, keys) or match.missing()
+    return refusal(match, list(keys)) or match.missing()
 
 
 def hf_block_index(name: str) -> int | None:

@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..checkpoints.formats import convert_checkpoint, is_pathway_key, select_hf_layout
+from ..checkpoints.formats import CheckpointError, convert_checkpoint, is_pathway_key, select_hf_layout
 from .config import PathwayConfig
 from .errors import PathwayError
 from .hf_target import HFTargetLinear, guard_save_pretrained, hf_target_linears, uses_canonical_names
@@ -57,8 +57,12 @@ def _aux_state(aux: AuxiliarySource, index: int, canonical: bool) -> dict[str, T
     if own_pathways:
         raise PathwayError(
             f"auxiliary #{index} has pathways of its own; merge it first with m2pt.merge_pathways(aux).")
-    if canonical and select_hf_layout(list(state)) is not None:
-        state = convert_checkpoint(aux).state_dict
+    if canonical:
+        try:
+            if select_hf_layout(list(state)) is not None:
+                state = convert_checkpoint(aux).state_dict
+        except CheckpointError as exc:
+            raise PathwayError(f"auxiliary #{index}: {exc}") from exc
     return state
 
 
@@ -219,10 +223,19 @@ def add_pathways(
     read (their weights are copied). Everything is validated before the target is touched,
     so on error the target is unchanged.
 
+    A Hugging Face ``transformers`` encoder (ViT family, BERT family, CLIP towers, Dinov2,
+    Wav2Vec2 / HuBERT / WavLM) is recognised as target and as auxiliary: with the default
+    ``layers``, its separate query / key / value projections take their rows of the fused
+    ``attn.qkv`` of the other side, and its output projection and MLP linears pair with
+    ``attn.proj``, ``mlp.fc1`` and ``mlp.fc2``. Until :func:`m2pt.merge_pathways`, such a
+    target refuses ``save_pretrained`` (it would save weights ``from_pretrained`` cannot read).
+
     Args:
-        target: The model to improve, e.g. a timm ``VisionTransformer``.
+        target: The model to improve, e.g. a timm ``VisionTransformer`` or a ``transformers``
+            ``ViTForImageClassification``.
         aux: An auxiliary model (``nn.Module`` or state_dict with the target's module
-            names, e.g. from :func:`m2pt.load_auxiliary`), or a list of them.
+            names, e.g. from :func:`m2pt.load_auxiliary`, or a live ``transformers``
+            encoder), or a list of them.
         config: Pathway options; defaults reproduce the paper.
         **config_overrides: Shortcut for fields of :class:`PathwayConfig`,
             e.g. ``add_pathways(t, a, scale_init=1e-4)``.

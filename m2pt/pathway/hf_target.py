@@ -107,7 +107,9 @@ def _refuse_save_pretrained(*args: Any, **kwargs: Any) -> None:
         "save_pretrained refused: this model still has m2pt pathways, whose weights from_pretrained would not "
         "find (it would load random linears in their place). Save the merged model: "
         "m2pt.merge_pathways(model).save_pretrained(folder) (same class, loads with from_pretrained); to keep "
-        "training later, save the pathway state with m2pt.save_pathways(model, 'state.safetensors').")
+        "training later, save the pathway state with m2pt.save_pathways(model, 'state.safetensors'). With "
+        "transformers.Trainer, train with save_strategy='no' (or a callback calling m2pt.save_pathways) and "
+        "save the merged model at the end.")
 
 
 def guard_save_pretrained(model: nn.Module) -> None:

@@ -208,3 +208,33 @@ def test_unmerged_pathway_state_still_refused(saved):
         load_auxiliary(target.state_dict())
     with pytest.raises(PathwayError, match="pathways of its own"):
         add_pathways(build("ViTModel", seed=10), target)
+
+
+def test_pytorch_model_bin_folder(saved, tmp_path):
+    _, folder = saved["RobertaForMaskedLM"]
+    tensors = load_file(str(folder / "model.safetensors"))
+    torch.save(tensors, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    aux, reference = load_auxiliary(tmp_path), load_auxiliary(folder)
+    assert aux.num_heads == HEADS and aux.source.endswith("pytorch_model.bin")
+    for key, value in reference.state_dict().items():
+        assert torch.equal(aux.state_dict()[key], value), key
+
+
+def test_weight_norm_state_dict_as_auxiliary(saved):
+    model, _ = saved["Wav2Vec2Model"]
+    target = build("BertModel", seed=11)
+    add_pathways(target, model.state_dict())
+    assert len(list(iter_pathway_layers(target))) == 6 * DEPTH
+
+
+def test_unmappable_hf_auxiliary_is_a_pathway_error():
+    import transformers as hf
+
+    aux = hf.DebertaModel(hf.DebertaConfig(
+        hidden_size=WIDTH, num_hidden_layers=DEPTH, num_attention_heads=HEADS, intermediate_size=MLP,
+        vocab_size=50, relative_attention=True, pos_att_type=["c2p"]))
+    target = build("BertModel", seed=12)
+    with pytest.raises(PathwayError, match=r"auxiliary #0:.*pos_proj"):
+        add_pathways(target, aux)
+    assert not list(iter_pathway_layers(target))
