@@ -238,3 +238,12 @@ def test_unmappable_hf_auxiliary_is_a_pathway_error():
     with pytest.raises(PathwayError, match=r"auxiliary #0:.*pos_proj"):
         add_pathways(target, aux)
     assert not list(iter_pathway_layers(target))
+
+
+def test_transformers_5_renames_vit_in_memory(saved):
+    """The premise of reading both spellings: 5.x state_dict() keys differ from the saved file's."""
+    model, folder = saved["ViTModel"]
+    in_memory, on_disk = set(model.state_dict()), set(load_file(str(folder / "model.safetensors")))
+    assert "layers.0.attention.q_proj.weight" in in_memory and "layers.0.attention.q_proj.weight" not in on_disk
+    assert "encoder.layer.0.attention.attention.query.weight" in on_disk
+    assert torch.equal(load_auxiliary(model).blocks[0].attn.qkv.weight, load_auxiliary(folder).blocks[0].attn.qkv.weight)

@@ -207,3 +207,13 @@ def test_hf_layer_ids_for_layer_decay():
     assert wav_ids["feature_extractor.conv_layers.0.conv.weight"] == 0
     assert wav_ids["encoder.pos_conv_embed.conv.parametrizations.weight.original0"] == 0
     assert wav_ids["encoder.layers.1.feed_forward.output_dense.weight"] == 2
+
+
+def test_inplace_merge_restores_save_pretrained(auxiliaries, tmp_path):
+    model = build("BertModel", seed=13)
+    add_pathways(model, auxiliaries["ViTModel"], scale_init=0.1)
+    assert "save_pretrained" in model.__dict__
+    merged = merge_pathways(model, inplace=True)
+    assert merged is model and "save_pretrained" not in model.__dict__
+    save_quietly(model, tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
