@@ -183,8 +183,10 @@ def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayCo
                     f"auxiliary layer missing: target layer {name!r} needs '{aux_name}.weight' in auxiliary #{index}, "
                     f"which has {len(state)} tensors such as {list(state)[:6]}. Both models must use the same module "
                     "names; load checkpoints of other codebases with m2pt.load_auxiliary(path).")
+            source_bias = state.get(f"{aux_name}.bias")
             if hf_linear is not None:
                 aux_weight = hf_linear.take(aux_weight)
+                source_bias = hf_linear.take(source_bias) if source_bias is not None else None
                 aux_name = hf_linear.describe(pairing[hf_linear.block])
             target_weight = original_tensor(module, "weight")
             if tuple(aux_weight.shape) != tuple(target_weight.shape):
@@ -195,9 +197,7 @@ def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayCo
             aux_bias = None
             if config.aux_bias:
                 has_target_bias = getattr(module, "bias", None) is not None
-                aux_bias = state.get(f"{aux_name}.bias") if hf_linear is None else (
-                    hf_linear.take(state[f"{hf_linear.aux_name(pairing[hf_linear.block])}.bias"])
-                    if f"{hf_linear.aux_name(pairing[hf_linear.block])}.bias" in state else None)
+                aux_bias = source_bias
                 if not has_target_bias or aux_bias is None:
                     which = "target layer" if not has_target_bias else f"auxiliary #{index} layer '{aux_name}'"
                     raise PathwayError(
