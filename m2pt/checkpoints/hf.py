@@ -71,6 +71,10 @@ def read_hf_config(source: Any, path: Path | None) -> dict[str, Any]:
 def _deinterleave_heads(weight: Tensor, num_heads: int) -> Tensor:
     """DeBERTa's per-head ``[q_h; k_h; v_h]`` rows -> ``[q; k; v]``."""
     rows, width = weight.shape
+    if rows % (3 * num_heads):
+        raise CheckpointError(
+            f"A per-head fused qkv of {rows} rows cannot hold q, k and v of {num_heads} heads (rows must be a "
+            "multiple of 3 x heads); num_heads does not belong to these weights.")
     return weight.reshape(num_heads, 3, rows // (3 * num_heads), width).transpose(0, 1).reshape(rows, width)
 
 
@@ -103,7 +107,15 @@ def _fused_qkv(
                 f"{layout.name}: '{match.prefix}{start}{tail}.bias' is unexpected (this layout keeps its q / v "
                 "biases apart); the checkpoint does not follow the layout it resembles.")
     else:
-        weight = torch.cat([take(f"{start}{layout.linears[r]}.weight") for r in QKV_ROLES], dim=0)
+        weights = [take(f"{start}{layout.linears[r]}.weight") for r in QKV_ROLES]
+        shapes = [tuple(w.shape) for w in weights]
+        if len(set(shapes)) != 1:
+            found = ", ".join(f"{match.prefix}{start}{layout.linears[r]}.weight {shape}"
+                              for r, shape in zip(QKV_ROLES, shapes))
+            raise CheckpointError(
+                f"{layout.name}: query, key and value have different shapes ({found}), as in grouped-query "
+                "attention; a fused qkv of three equal parts cannot hold them exactly.")
+        weight = torch.cat(weights, dim=0)
         parts = [take(f"{start}{layout.linears[r]}.bias") for r in QKV_ROLES]
     for index, role in enumerate(QKV_ROLES):
         if role in layout.split_biases:

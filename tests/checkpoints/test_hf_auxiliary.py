@@ -247,3 +247,12 @@ def test_transformers_5_renames_vit_in_memory(saved):
     assert "layers.0.attention.q_proj.weight" in in_memory and "layers.0.attention.q_proj.weight" not in on_disk
     assert "encoder.layer.0.attention.attention.query.weight" in on_disk
     assert torch.equal(load_auxiliary(model).blocks[0].attn.qkv.weight, load_auxiliary(folder).blocks[0].attn.qkv.weight)
+
+
+def test_unequal_query_key_value_are_refused(saved):
+    tensors = load_file(str(saved["CLIPVisionModel"][1] / "model.safetensors"))
+    tensors["encoder.layers.0.self_attn.k_proj.weight"] = torch.zeros(WIDTH // 2, WIDTH)
+    with pytest.raises(CheckpointError, match=r"different shapes.*k_proj.weight \(16, 32\).*grouped-query"):
+        load_auxiliary(tensors)
+    with pytest.raises(CheckpointError, match="cannot hold q, k and v of 5 heads"):
+        load_auxiliary(saved["DebertaModel"][0].state_dict(), num_heads=5)
