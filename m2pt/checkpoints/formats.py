@@ -275,7 +275,9 @@ def _unknown_layout_error(keys: list[str], format: str, detected: str | None, wh
         f"{' / '.join(WRAPPER_PREFIXES)}; Hugging Face transformers, under any prefix: {hf}.")
 
 
-def convert_checkpoint(source: CheckpointSource, format: str = "auto", num_heads: int | None = None) -> ConvertedCheckpoint:
+def convert_checkpoint(
+        source: CheckpointSource, format: str = "auto", num_heads: int | None = None,
+) -> ConvertedCheckpoint:
     """Read a checkpoint and convert it to canonical names.
 
     Args:

@@ -65,7 +65,8 @@ class HFLayout:
         linear_keys = "|".join(rf"{re.escape(t)}\.(?:weight|bias)" for t in tails)
         split = "|".join(re.escape(t) for t in self.split_biases.values())
         alternatives = linear_keys + (f"|{split}" if split else "")
-        return re.compile(rf"^(?P<prefix>(?:[^.]+\.)*?)(?P<stack>{self.stack})\.(?P<block>\d+)\.(?P<tail>{alternatives})$")
+        return re.compile(
+            rf"^(?P<prefix>(?:[^.]+\.)*?)(?P<stack>{self.stack})\.(?P<block>\d+)\.(?P<tail>{alternatives})$")
 
 
 _GATED_MLP = "a gated (SwiGLU) MLP has three projections, not fc1/fc2; it has no exact counterpart in a ViT block"

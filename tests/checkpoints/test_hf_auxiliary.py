@@ -192,7 +192,8 @@ def test_sharded_folder(saved, tmp_path):
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {}, "weight_map": {k: shard for shard, names in shards.items() for k in names}}))
     aux = load_auxiliary(tmp_path)
-    assert torch.equal(aux.state_dict()["blocks.1.mlp.fc1.weight"], tensors["encoder.layer.1.intermediate.dense.weight"])
+    assert torch.equal(aux.state_dict()["blocks.1.mlp.fc1.weight"],
+                       tensors["encoder.layer.1.intermediate.dense.weight"])
 
 
 def test_folder_without_weights(tmp_path):
@@ -246,7 +247,8 @@ def test_transformers_5_renames_vit_in_memory(saved):
     in_memory, on_disk = set(model.state_dict()), set(load_file(str(folder / "model.safetensors")))
     assert "layers.0.attention.q_proj.weight" in in_memory and "layers.0.attention.q_proj.weight" not in on_disk
     assert "encoder.layer.0.attention.attention.query.weight" in on_disk
-    assert torch.equal(load_auxiliary(model).blocks[0].attn.qkv.weight, load_auxiliary(folder).blocks[0].attn.qkv.weight)
+    assert torch.equal(load_auxiliary(model).blocks[0].attn.qkv.weight,
+                       load_auxiliary(folder).blocks[0].attn.qkv.weight)
 
 
 def test_unequal_query_key_value_are_refused(saved):

@@ -173,7 +173,8 @@ def test_depth_mismatch_and_pairing(auxiliaries):
         add_pathways(model, three)
     add_pathways(model, three, block_pairing={0: 2, 1: 0})
     q = weight_pathways(model.vit.layers[0].attention.q_proj)[0]
-    assert q.aux_name == "blocks.2.attn.qkv[q rows]" and torch.equal(q.aux_weight, three["blocks.2.attn.qkv.weight"][:WIDTH])
+    assert q.aux_name == "blocks.2.attn.qkv[q rows]"
+    assert torch.equal(q.aux_weight, three["blocks.2.attn.qkv.weight"][:WIDTH])
 
 
 def test_no_auxiliary_names_match():
