@@ -202,6 +202,7 @@ def load_auxiliary(
         path_or_state_dict: CheckpointSource,
         format: str = "auto",
         num_heads: int | None = None,
+        prefix: str | None = None,
 ) -> AuxiliaryModel:
     """Load the block linears of a pretrained transformer of any supported layout.
 
@@ -216,6 +217,8 @@ def load_auxiliary(
             ``"wav2vec2"``).
         num_heads: Heads of the source model, when the checkpoint cannot tell (a Hugging Face
             ``config.json`` or live config, Point-MAE at width 768 and m2pt files can).
+        prefix: Read only the encoder under this key prefix, for checkpoints that hold
+            several (``"vision_model."`` or ``"text_model."`` of a ``CLIPModel``).
 
     Returns:
         An :class:`AuxiliaryModel` with ``blocks.N.{attn.qkv,attn.proj,mlp.fc1,mlp.fc2}``.
@@ -227,7 +230,7 @@ def load_auxiliary(
             non-contiguous blocks, a block without one of its four linears, inconsistent
             shapes, or a Hugging Face config that does not belong to the weights.
     """
-    checkpoint = convert_checkpoint(path_or_state_dict, format, num_heads=num_heads)
+    checkpoint = convert_checkpoint(path_or_state_dict, format, num_heads=num_heads, prefix=prefix)
     from_file = checkpoint.path is not None
     state_dict = {k: v if from_file else v.detach().clone()
                   for k, v in checkpoint.state_dict.items() if k.startswith("blocks.")}

@@ -240,9 +240,9 @@ def select_hf_layout(keys: list[str], format: str = "auto", where: str = "") -> 
     if len(complete) > 1:
         found = "; ".join(m.describe() for m in complete)
         raise CheckpointError(
-            f"The checkpoint{where} holds several encoders: {found}. Pass one of them: the submodule of a live "
-            "model (e.g. clip_model.vision_model), or a state dict of one prefix "
-            "({k[len(p):]: v for k, v in sd.items() if k.startswith(p)}).")
+            f"The checkpoint{where} holds several encoders: {found}. Choose one with "
+            f"prefix={complete[0].prefix!r} (load_auxiliary(..., prefix=...)), or pass the submodule of a live "
+            "model (e.g. clip_model.vision_model).")
     if not complete:
         return None
     reason = refusal(complete[0], keys)
@@ -275,8 +275,17 @@ def _unknown_layout_error(keys: list[str], format: str, detected: str | None, wh
         f"{' / '.join(WRAPPER_PREFIXES)}; Hugging Face transformers, under any prefix: {hf}.")
 
 
+def _select_prefix(tensors: dict[str, Tensor], prefix: str, where: str) -> dict[str, Tensor]:
+    selected = {k: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not selected:
+        heads = sorted({k.split(".", 1)[0] + "." for k in tensors if "." in k})
+        raise CheckpointError(
+            f"prefix={prefix!r}: no key of the checkpoint{where} starts with it; its keys start with {heads[:12]}.")
+    return selected
+
+
 def convert_checkpoint(
-        source: CheckpointSource, format: str = "auto", num_heads: int | None = None,
+        source: CheckpointSource, format: str = "auto", num_heads: int | None = None, prefix: str | None = None,
 ) -> ConvertedCheckpoint:
     """Read a checkpoint and convert it to canonical names.
 
@@ -287,6 +296,8 @@ def convert_checkpoint(
         format: ``"auto"`` to detect the layout from the keys, or one of :data:`FORMATS`.
         num_heads: Heads of the source model; only DeBERTa's per-head ``in_proj`` needs them
             when no ``config.json`` / live config tells.
+        prefix: Read only the keys under this prefix (e.g. ``"vision_model."`` of a
+            ``CLIPModel``, which holds two encoders); None reads them all.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -297,44 +308,53 @@ def convert_checkpoint(
     if format != "auto" and format not in FORMATS:
         raise CheckpointError(f"Unknown checkpoint format {format!r}; choose 'auto' or one of {list(FORMATS)}.")
     tensors, wrappers, metadata, path = read_state_dict(source)
-    keys = list(tensors)
     where = f" in {path}" if path is not None else ""
-    pathway_key = next((k for k in keys if is_pathway_key(k)), None)
+    if prefix:
+        tensors = _select_prefix(tensors, prefix, where)
+    pathway_key = next((k for k in tensors if is_pathway_key(k)), None)
     if pathway_key is not None:
         raise CheckpointError(
             f"The checkpoint{where} holds unmerged pathways (keys like {pathway_key!r}). Call "
             "m2pt.merge_pathways(model) and use the merged model's state_dict.")
 
-    hf_match = select_hf_layout(keys, format, where)
-    family = "hf" if hf_match is not None else detect_family(keys) if format == "auto" else _FORMAT_FAMILY.get(format)
+    hf_match = select_hf_layout(list(tensors), format, where)
     if hf_match is not None:
-        prefix: str | None = hf_match.prefix
-    else:
-        prefix = _find_encoder_prefix(keys, family) if family is not None else None
-    if prefix is None:
-        auto = select_hf_layout(keys, "auto", where) if format != "auto" else None
-        detected = auto.layout.name if auto is not None else detect_family(keys)
-        raise _unknown_layout_error(keys, format, detected, where)
+        encoder, dropped = _split_encoder(tensors, hf_match.prefix)
+        config = read_hf_config(source, path)
+        if prefix:  # a composite model's config (CLIPConfig) nests the config of each tower
+            nested = config.get(prefix.split(".", 1)[0].replace("_model", "_config"))
+            config = nested if isinstance(nested, dict) else {}
+        heads = num_heads if num_heads is not None else config.get("num_attention_heads")
+        state_dict = convert_hf_encoder(encoder, hf_match, int(heads) if heads is not None else None)
+        return ConvertedCheckpoint(
+            state_dict, hf_match.layout.name, hf_match.prefix, dropped, metadata, path, config, hf_match)
 
+    # timm-style layouts sit under known wrapper prefixes only: look for them inside the selected prefix.
+    inner = {k[len(prefix):]: v for k, v in tensors.items()} if prefix else tensors
+    family = detect_family(list(inner)) if format == "auto" else _FORMAT_FAMILY.get(format)
+    encoder_prefix = _find_encoder_prefix(list(inner), family) if family is not None else None
+    if encoder_prefix is None:
+        auto = select_hf_layout(list(tensors), "auto", where) if format != "auto" else None
+        detected = auto.layout.name if auto is not None else detect_family(list(inner))
+        raise _unknown_layout_error(list(tensors), format, detected, where)
+    encoder, dropped = _split_encoder(inner, encoder_prefix)
+    state_dict = _CONVERTERS[family](encoder)
+    if format == "auto":
+        format = family if family != "timm" else _timm_family_format(state_dict, wrappers, metadata, bool(dropped))
+    return ConvertedCheckpoint(state_dict, format, (prefix or "") + encoder_prefix, dropped, metadata, path)
+
+
+def _split_encoder(tensors: Mapping[str, Tensor], encoder_prefix: str) -> tuple[dict[str, Tensor], list[str]]:
+    """``(encoder tensors without the prefix, dropped keys)``: decoders and keys outside the prefix go."""
     encoder: dict[str, Tensor] = {}
     dropped: list[str] = []
     for key, value in tensors.items():
-        inner = key[len(prefix):] if key.startswith(prefix) else None
+        inner = key[len(encoder_prefix):] if key.startswith(encoder_prefix) else None
         if inner is None or _DECODER_KEY.match(inner):
             dropped.append(key)
         else:
             encoder[inner] = value
-    config: dict[str, Any] = {}
-    if hf_match is not None:
-        config = read_hf_config(source, path)
-        heads = num_heads if num_heads is not None else config.get("num_attention_heads")
-        state_dict = convert_hf_encoder(encoder, hf_match, int(heads) if heads is not None else None)
-        format = hf_match.layout.name
-    else:
-        state_dict = _CONVERTERS[family](encoder)
-        if format == "auto":
-            format = family if family != "timm" else _timm_family_format(state_dict, wrappers, metadata, bool(dropped))
-    return ConvertedCheckpoint(state_dict, format, prefix, dropped, metadata, path, config, hf_match)
+    return encoder, dropped
 
 
 def read_m2pt_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:

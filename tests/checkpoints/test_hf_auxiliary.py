@@ -119,7 +119,7 @@ def test_weight_norm_is_not_taken_for_a_pathway(saved):
     assert len(list(iter_pathway_layers(target))) == 6 * DEPTH
 
 
-def test_clip_model_with_two_towers_is_ambiguous(tmp_path):
+def test_clip_model_with_two_towers_is_ambiguous_and_a_prefix_selects_one(tmp_path):
     import transformers as hf
 
     config = hf.CLIPConfig(
@@ -128,12 +128,22 @@ def test_clip_model_with_two_towers_is_ambiguous(tmp_path):
         vision_config=dict(hidden_size=WIDTH, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
                            intermediate_size=MLP, image_size=32, patch_size=16), projection_dim=16)
     model = hf.CLIPModel(config)
-    with pytest.raises(CheckpointError, match=r"several encoders.*'text_model\.'.*'vision_model\.'|"
-                                              r"several encoders.*'vision_model\.'.*'text_model\.'"):
+    with pytest.raises(CheckpointError, match=r"several encoders.*_model\.'.*_model\.'.*prefix='"):
         load_auxiliary(model)
     assert load_auxiliary(model.vision_model).source_format == "clip"
     assert torch.equal(load_auxiliary(model.text_model).blocks[1].mlp.fc2.weight,
                        model.text_model.encoder.layers[1].mlp.fc2.weight)
+    save_quietly(model, tmp_path)
+    vision = load_auxiliary(tmp_path, prefix="vision_model.")
+    assert vision.num_heads == HEADS  # from the nested vision_config
+    assert torch.equal(vision.blocks[0].attn.qkv.weight, torch.cat(
+        [getattr(model.vision_model.encoder.layers[0].self_attn, p).weight for p in ("q_proj", "k_proj", "v_proj")]))
+    state = model.state_dict()
+    del state["text_model.encoder.layers.1.mlp.fc1.weight"]
+    with pytest.raises(CheckpointError, match="'text_model.encoder.layers.1.mlp.fc1.weight' is missing"):
+        load_auxiliary(state, prefix="text_model.")
+    with pytest.raises(CheckpointError, match=r"prefix='vision\.': no key.*'text_model\.'"):
+        load_auxiliary(state, prefix="vision.")
 
 
 def test_gated_mlp_is_refused_not_approximated(tmp_path):
