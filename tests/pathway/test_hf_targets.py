@@ -28,10 +28,21 @@ INPUTS = {
     "RobertaForMaskedLM": lambda: {"input_ids": torch.randint(2, 50, (2, 7))},
     "Wav2Vec2ForCTC": lambda: {"input_values": torch.randn(2, 400)},
     "HubertModel": lambda: {"input_values": torch.randn(2, 400)},
+    "DeiTModel": lambda: {"pixel_values": torch.randn(2, 3, 32, 32)},
+    "ASTModel": lambda: {"input_values": torch.randn(2, 64, 32)},
+    "ViTMAEForPreTraining": lambda: {"pixel_values": torch.randn(2, 3, 32, 32), "noise": torch.rand(2, 4)},
+    "XLMRobertaModel": lambda: {"input_ids": torch.randint(2, 50, (2, 7))},
+    "ElectraModel": lambda: {"input_ids": torch.randint(0, 50, (2, 7))},
+    "DebertaV2Model": lambda: {"input_ids": torch.randint(0, 50, (2, 7))},
+    "CLIPTextModel": lambda: {"input_ids": torch.randint(2, 50, (2, 7))},
+    "WavLMModel": lambda: {"input_values": torch.randn(2, 400)},
 }
 AUXILIARY = {"ViTForImageClassification": "BertModel", "BeitModel": "Wav2Vec2Model", "VideoMAEModel": "CLIPTextModel",
              "Dinov2Model": "ASTModel", "CLIPVisionModel": "RobertaForMaskedLM", "BertModel": "ViTModel",
-             "RobertaForMaskedLM": "HubertModel", "Wav2Vec2ForCTC": "ViTModel", "HubertModel": "DeiTModel"}
+             "RobertaForMaskedLM": "HubertModel", "Wav2Vec2ForCTC": "ViTModel", "HubertModel": "DeiTModel",
+             "DeiTModel": "HubertModel", "ASTModel": "BertModel", "ViTMAEForPreTraining": "Wav2Vec2Model",
+             "XLMRobertaModel": "DeiTModel", "ElectraModel": "ASTModel", "DebertaV2Model": "ViTModel",
+             "CLIPTextModel": "Wav2Vec2Model", "WavLMModel": "BertModel"}
 
 
 def _first_output(model, inputs) -> torch.Tensor:
@@ -75,7 +86,8 @@ def test_hf_target_attach_train_merge_round_trip(auxiliaries, name, tmp_path):
             expected = expected.chunk(3)["qkv".index(part)]
         assert torch.equal(pathway.aux_weight, expected), layer_name
     names = sorted(layers)
-    assert any(n.endswith(("q_proj", "query")) for n in names) and any(n.endswith(("v_proj", "value")) for n in names)
+    assert any(n.endswith(("q_proj", "query", "query_proj")) for n in names)
+    assert any(n.endswith(("v_proj", "value", "value_proj")) for n in names)
 
     # One training step reaches λ, W' and W.
     model.train()
