@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..checkpoints.hf_layouts import QKV_ROLES, ROLE_CANONICAL, find_hf_layouts, refusal
 from .config import DEFAULT_BLOCK_PATTERN, DEFAULT_LAYERS, PathwayConfig
 from .errors import PathwayError
+from .module import has_pathways
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,18 @@ def _refuse_save_pretrained(*args: Any, **kwargs: Any) -> None:
 
 
 def guard_save_pretrained(model: nn.Module) -> None:
-    """Make ``model.save_pretrained`` (and ``push_to_hub``, which calls it) refuse while pathways exist."""
-    if callable(getattr(model, "save_pretrained", None)):
-        model.save_pretrained = _refuse_save_pretrained
+    """Make ``save_pretrained`` (and ``push_to_hub``, which calls it) refuse while pathways exist.
+
+    Applies to ``model`` and to every module inside it that has ``save_pretrained`` and holds
+    pathways (an HF backbone inside a wrapper model).
+    """
+    for module in model.modules():
+        if callable(getattr(module, "save_pretrained", None)) and has_pathways(module):
+            module.save_pretrained = _refuse_save_pretrained
 
 
 def release_save_pretrained(model: nn.Module) -> None:
     """Undo :func:`guard_save_pretrained` (after merging)."""
-    if model.__dict__.get("save_pretrained") is _refuse_save_pretrained:
-        del model.__dict__["save_pretrained"]
+    for module in model.modules():
+        if module.__dict__.get("save_pretrained") is _refuse_save_pretrained:
+            del module.__dict__["save_pretrained"]

@@ -230,3 +230,26 @@ def test_inplace_merge_restores_save_pretrained(auxiliaries, tmp_path):
     assert merged is model and "save_pretrained" not in model.__dict__
     save_quietly(model, tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_hf_backbone_inside_a_wrapper(auxiliaries, tmp_path):
+    """An HF encoder held by a user's own module: recognised under its prefix, and its save_pretrained guarded."""
+
+    class Classifier(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = build("ViTModel", seed=14)
+            self.head = torch.nn.Linear(WIDTH, 3)
+
+        def forward(self, pixel_values):
+            return (self.head(self.backbone(pixel_values=pixel_values)[0][:, 0]),)
+
+    model = add_pathways(Classifier(), auxiliaries["BertModel"], scale_init=0.2)
+    assert sorted(dict(iter_pathway_layers(model)))[0] == "backbone.layers.0.attention.k_proj"
+    with pytest.raises(PathwayError, match="save_pretrained refused"):
+        model.backbone.save_pretrained(tmp_path / "unmerged")
+    merged = merge_pathways(model)
+    save_quietly(merged.backbone, tmp_path / "merged")
+    reloaded = type(merged.backbone).from_pretrained(tmp_path / "merged")
+    for key, value in merged.backbone.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
