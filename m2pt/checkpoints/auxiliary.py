@@ -8,9 +8,7 @@ pairs by name with the blocks of any m2pt or timm ViT of the same width and dept
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any, Mapping
 
 from torch import Tensor, nn
@@ -190,24 +188,12 @@ class AuxiliaryModel(nn.Module):
             f"mlp.fc1 {d}->{h}, mlp.fc2 {h}->{d}")
 
 
-def _bert_config(path: Path | None) -> dict[str, Any]:
-    """``config.json`` beside a Hugging Face weight file ({} if there is none)."""
-    if path is None or not (path.parent / "config.json").is_file():
-        return {}
-    config_path = path.parent / "config.json"
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from exc
-    return config if isinstance(config, dict) else {}
-
-
-def _check_bert_config(config: Mapping[str, Any], aux: AuxiliaryModel, config_path: Path) -> None:
+def _check_hf_config(config: Mapping[str, Any], aux: AuxiliaryModel, where: str) -> None:
     for field, found in (("num_hidden_layers", aux.depth), ("hidden_size", aux.embed_dim),
                          ("intermediate_size", aux.mlp_hidden_dim)):
         if field in config and int(config[field]) != found:
             raise CheckpointError(
-                f"{config_path} says {field}={config[field]} but the weights have {found} "
+                f"{where} says {field}={config[field]} but the weights have {found} "
                 f"(depth {aux.depth}, width {aux.embed_dim}, MLP width {aux.mlp_hidden_dim}): "
                 "the config does not belong to these weights.")
 
@@ -216,26 +202,35 @@ def load_auxiliary(
         path_or_state_dict: CheckpointSource,
         format: str = "auto",
         num_heads: int | None = None,
+        prefix: str | None = None,
 ) -> AuxiliaryModel:
     """Load the block linears of a pretrained transformer of any supported layout.
 
     Args:
-        path_or_state_dict: A ``.safetensors`` / ``.pth`` / ``.bin`` file, a state dict
-            (wrapped or not), or a module.
-        format: ``"auto"`` (detect from the keys) or one of ``"timm"``, ``"mae"``,
-            ``"audiomae"``, ``"videomae"``, ``"pointmae"``, ``"bert"``, ``"m2pt"``.
-        num_heads: Heads of the source model, when the checkpoint cannot tell (a BERT
-            ``config.json`` beside the file, Point-MAE at width 768 and m2pt files can).
+        path_or_state_dict: A ``.safetensors`` / ``.pth`` / ``.bin`` file, a Hugging Face
+            ``save_pretrained`` folder, a state dict (wrapped or not), or a module (a live
+            ``transformers`` ``PreTrainedModel`` too).
+        format: ``"auto"`` (detect from the keys) or one of
+            :data:`m2pt.checkpoints.FORMATS` (``"timm"``, ``"mae"``, ``"audiomae"``,
+            ``"videomae"``, ``"pointmae"``, ``"m2pt"``, and the Hugging Face layouts ``"bert"``,
+            ``"deberta"``, ``"deberta-v2"``, ``"hf-vit"``, ``"dinov2"``, ``"clip"``,
+            ``"wav2vec2"``).
+        num_heads: Heads of the source model, when the checkpoint cannot tell (a Hugging Face
+            ``config.json`` or live config, Point-MAE at width 768 and m2pt files can).
+        prefix: Read only the encoder under this key prefix, for checkpoints that hold
+            several (``"vision_model."`` or ``"text_model."`` of a ``CLIPModel``).
 
     Returns:
         An :class:`AuxiliaryModel` with ``blocks.N.{attn.qkv,attn.proj,mlp.fc1,mlp.fc2}``.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: unknown layout, a file that cannot be read safely, non-contiguous blocks,
-            a block without one of its four linears, or inconsistent shapes.
+        ValueError: unknown or ambiguous layout, a layout that cannot be mapped exactly (a
+            gated MLP, extra position projections), a file that cannot be read safely,
+            non-contiguous blocks, a block without one of its four linears, inconsistent
+            shapes, or a Hugging Face config that does not belong to the weights.
     """
-    checkpoint = convert_checkpoint(path_or_state_dict, format)
+    checkpoint = convert_checkpoint(path_or_state_dict, format, num_heads=num_heads, prefix=prefix)
     from_file = checkpoint.path is not None
     state_dict = {k: v if from_file else v.detach().clone()
                   for k, v in checkpoint.state_dict.items() if k.startswith("blocks.")}
@@ -244,15 +239,15 @@ def load_auxiliary(
         state_dict, checkpoint.source_format, num_heads=None, source=source, checkpoint=checkpoint)
 
     if num_heads is None:
-        if checkpoint.source_format == "bert":
-            config = _bert_config(checkpoint.path)
-            if config:
-                _check_bert_config(config, aux, checkpoint.path.parent / "config.json")
-                num_heads = config.get("num_attention_heads")
+        if checkpoint.hf_match is not None:
+            num_heads = checkpoint.config.get("num_attention_heads")
         elif checkpoint.source_format == "pointmae" and aux.embed_dim == 768:
             num_heads = POINTMAE_HEADS_AT_768
         elif checkpoint.source_format == "m2pt":
             num_heads = read_m2pt_metadata(checkpoint.metadata).get("summary", {}).get("num_heads")
+    if checkpoint.config:
+        where = f"{checkpoint.path.parent / 'config.json'}" if from_file else "the model's config"
+        _check_hf_config(checkpoint.config, aux, where)
     if num_heads is not None:
         if aux.embed_dim % int(num_heads):
             raise CheckpointError(f"num_heads={num_heads} does not divide the width {aux.embed_dim} of {source}.")

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 from torch import nn
 
 from ..io import PathLike, atomic_write_json, load_tensor_file, read_safetensors_metadata, save_safetensors
-from .formats import M2PT_METADATA_KEY, CheckpointError
+from .formats import M2PT_METADATA_KEY, CheckpointError, is_pathway_key
 
 CONFIG_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -95,7 +95,7 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
         ValueError: the model has unmerged pathways, or the build arguments are not JSON.
     """
     state_dict = model.state_dict()
-    unmerged = next((k for k in state_dict if ".parametrizations." in k), None)
+    unmerged = next((k for k in state_dict if is_pathway_key(k)), None)
     if unmerged is not None:
         raise CheckpointError(
             f"The model still has unmerged pathways ({unmerged!r}). Call m2pt.merge_pathways(model) first to "

@@ -13,11 +13,14 @@ Supported layouts (see ``shared/CHECKPOINTS.md``):
   fused ``attn.qkv.bias``; ``encoder.`` / ``backbone.`` / ``_orig_mod.`` prefixes are removed.
 * ``pointmae``: Point-MAE; ``blocks.blocks.N`` becomes ``blocks.N`` and the ``module.`` /
   ``MAE_encoder.`` prefixes are removed; the ``encoder.*`` tokenizer keeps its name.
-* ``bert``: Hugging Face BERT-style encoders; query, key and value are concatenated along
-  the output dim into ``attn.qkv``, the other linears are renamed.
+* Hugging Face ``transformers`` encoders (:mod:`m2pt.checkpoints.hf_layouts`): ``bert``
+  (BERT, RoBERTa, XLM-R, ELECTRA), ``deberta``, ``deberta-v2``, ``hf-vit`` (ViT, DeiT, BEiT,
+  ViTMAE, VideoMAE, AST; hub and transformers-5 in-memory names), ``dinov2``, ``clip`` (vision
+  and text towers) and ``wav2vec2`` (Wav2Vec2, HuBERT, WavLM), under any task-head prefix;
+  query, key and value are concatenated along the output dim into ``attn.qkv``.
 * ``m2pt``: files written by :func:`m2pt.checkpoints.save_model` (already canonical).
 
-Where the blocks live decides what the encoder is: the longest chain of wrapper prefixes
+For the timm-style layouts, where the blocks live decides what the encoder is: the longest chain of wrapper prefixes
 (``module.``, ``backbone.``, ``encoder.``, ``_orig_mod.``, ``MAE_encoder.``, ``bert.``) in
 front of the block keys is removed, and keys outside that prefix (decoders, masked-model
 heads) are dropped. That keeps Point-MAE's ``encoder.first_conv`` tokenizer and BERT's
@@ -36,39 +39,36 @@ import torch
 from torch import Tensor, nn
 
 from ..io import PathLike, load_tensor_file, read_safetensors_metadata
+from .errors import CheckpointError
+from .hf import convert_hf_encoder, read_hf_config, read_hf_folder
+from .hf_layouts import HF_FORMATS, HF_LAYOUTS, HFMatch, find_hf_layouts, partial_reason, refusal
 
 CheckpointSource = Union[PathLike, Mapping[str, Any], nn.Module]
 
-FORMATS: tuple[str, ...] = ("timm", "mae", "audiomae", "videomae", "pointmae", "bert", "m2pt")
+FORMATS: tuple[str, ...] = ("timm", "mae", "audiomae", "videomae", "pointmae", "m2pt") + HF_FORMATS
 WRAPPER_KEYS: tuple[str, ...] = ("model", "module", "base_model", "state_dict")
 WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "backbone.", "encoder.", "_orig_mod.", "MAE_encoder.", "bert.")
 BLOCK_LINEARS: tuple[str, ...] = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 
 # Safetensors metadata key under which save_model stores its JSON config.
 M2PT_METADATA_KEY = "m2pt"
+# A tensor of an m2pt pathway (the target's W under it, W', λ, b'). weight_norm's two-tensor
+# parametrization (``parametrizations.weight.original0`` / ``original1``, in every Wav2Vec2 /
+# HuBERT / WavLM checkpoint) does not match.
+PATHWAY_KEY = re.compile(r"\.parametrizations\.[^.]+\.(?:original|\d+\.(?:aux_weight|aux_bias|scale))$")
 
 _PREFIX_CHAIN = "((?:" + "|".join(re.escape(p) for p in WRAPPER_PREFIXES) + ")*)"
 # Block-key patterns of the three key families, most specific first.
 _FAMILY_PATTERNS: dict[str, re.Pattern[str]] = {
-    "bert": re.compile(_PREFIX_CHAIN + r"encoder\.layer\.(\d+)\."),
     "pointmae": re.compile(_PREFIX_CHAIN + r"blocks\.blocks\.(\d+)\."),
     "timm": re.compile(_PREFIX_CHAIN + r"blocks\.(\d+)\."),
 }
 _FORMAT_FAMILY = {
     "timm": "timm", "mae": "timm", "audiomae": "timm", "videomae": "timm", "m2pt": "timm",
-    "pointmae": "pointmae", "bert": "bert",
+    "pointmae": "pointmae",
 }
 # Pretraining-only keys inside the encoder prefix (MAE / AudioMAE / Point-MAE decoders).
 _DECODER_KEY = re.compile(r"(decoder[._]|mask_token$|encoder_to_decoder\.|MAE_decoder\.|increase_dim\.)")
-_BERT_RENAMES = {
-    "attention.output.dense": "attn.proj",
-    "intermediate.dense": "mlp.fc1",
-    "output.dense": "mlp.fc2",
-}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read or converted; the message says what was found and why."""
 
 
 @dataclass
@@ -82,6 +82,8 @@ class ConvertedCheckpoint:
         dropped: Source keys left out: decoders, masked-model heads, keys outside the encoder.
         metadata: Safetensors metadata of the file ({} otherwise).
         path: The file it came from (None for an in-memory state dict).
+        config: The ``transformers`` config of a Hugging Face checkpoint ({} otherwise).
+        hf_match: The Hugging Face layout it was read as (None for the other layouts).
     """
 
     state_dict: dict[str, Tensor]
@@ -90,6 +92,8 @@ class ConvertedCheckpoint:
     dropped: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    hf_match: HFMatch | None = None
 
     def source_key(self, canonical_key: str) -> str:
         """The name a canonical block key has in the source layout (for error messages)."""
@@ -97,15 +101,11 @@ class ConvertedCheckpoint:
         if match is None:
             return self.prefix + canonical_key
         block, rest = match.groups()
-        family = _FORMAT_FAMILY[self.source_format]
-        if family == "pointmae":
-            return f"{self.prefix}blocks.blocks.{block}.{rest}"
-        if family == "bert":
+        if self.hf_match is not None:
             layer, _, param = rest.rpartition(".")
-            if layer == "attn.qkv":
-                return f"{self.prefix}encoder.layer.{block}.attention.self.{{query,key,value}}.{param}"
-            bert_layer = {v: k for k, v in _BERT_RENAMES.items()}.get(layer, layer)
-            return f"{self.prefix}encoder.layer.{block}.{bert_layer}.{param}"
+            return self.hf_match.source_name(int(block), layer, param)
+        if _FORMAT_FAMILY[self.source_format] == "pointmae":
+            return f"{self.prefix}blocks.blocks.{block}.{rest}"
         return f"{self.prefix}blocks.{block}.{rest}"
 
 
@@ -131,8 +131,13 @@ def unwrap_state_dict(obj: Mapping[str, Any]) -> tuple[dict[str, Tensor], list[s
     return tensors, wrappers
 
 
+def is_pathway_key(key: str) -> bool:
+    """Whether a state-dict key is a tensor of an unmerged m2pt pathway (W', λ or b')."""
+    return PATHWAY_KEY.search(key) is not None
+
+
 def read_state_dict(source: CheckpointSource) -> tuple[dict[str, Tensor], list[str], dict[str, str], Path | None]:
-    """Read a checkpoint file, state dict or module into flat tensors.
+    """Read a checkpoint file, ``save_pretrained`` folder, state dict or module into flat tensors.
 
     Returns:
         ``(tensors, wrappers, safetensors_metadata, path)``.
@@ -147,7 +152,10 @@ def read_state_dict(source: CheckpointSource) -> tuple[dict[str, Tensor], list[s
         tensors, wrappers = unwrap_state_dict(source)
         return tensors, wrappers, {}, None
     path = Path(source)
-    obj = load_tensor_file(path)
+    if path.is_dir():
+        obj, path = read_hf_folder(path)
+    else:
+        obj = load_tensor_file(path)
     metadata = read_safetensors_metadata(path) if path.suffix == ".safetensors" else {}
     tensors, wrappers = unwrap_state_dict(obj)
     return tensors, wrappers, metadata, path
@@ -191,34 +199,8 @@ def _convert_pointmae(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return {re.sub(r"^blocks\.blocks\.(\d+)\.", r"blocks.\1.", k): v for k, v in state_dict.items()}
 
 
-def _convert_bert(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    out: dict[str, Tensor] = {}
-    qkv_parts: dict[tuple[str, str], dict[str, Tensor]] = {}
-    for key, value in state_dict.items():
-        match = re.match(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$", key)
-        if match is None:
-            out[key] = value
-            continue
-        block, layer, param = match.groups()
-        if layer.startswith("attention.self.") and layer.rsplit(".", 1)[-1] in ("query", "key", "value"):
-            qkv_parts.setdefault((block, param), {})[layer.rsplit(".", 1)[-1]] = value
-        elif layer in _BERT_RENAMES:
-            out[f"blocks.{block}.{_BERT_RENAMES[layer]}.{param}"] = value
-        else:
-            out[key] = value
-    for (block, param), parts in sorted(qkv_parts.items()):
-        absent = [p for p in ("query", "key", "value") if p not in parts]
-        if absent:
-            raise CheckpointError(
-                f"BERT layer {block} has no attention.self.{absent[0]}.{param} "
-                f"(expected key 'encoder.layer.{block}.attention.self.{absent[0]}.{param}'); "
-                "query, key and value are all needed to build the fused qkv.")
-        out[f"blocks.{block}.attn.qkv.{param}"] = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)
-    return out
-
-
 _CONVERTERS: dict[str, Callable[[dict[str, Tensor]], dict[str, Tensor]]] = {
-    "timm": _convert_timm, "pointmae": _convert_pointmae, "bert": _convert_bert,
+    "timm": _convert_timm, "pointmae": _convert_pointmae,
 }
 
 
@@ -237,62 +219,142 @@ def _timm_family_format(
 
 
 def detect_family(keys: list[str]) -> str | None:
-    """``"bert"``, ``"pointmae"`` or ``"timm"``: whose block keys the checkpoint holds (None: none)."""
+    """``"pointmae"`` or ``"timm"``: whose timm-style block keys the checkpoint holds (None: none)."""
     for family, pattern in _FAMILY_PATTERNS.items():
         if any(pattern.match(k) for k in keys):
             return family
     return None
 
 
-def convert_checkpoint(source: CheckpointSource, format: str = "auto") -> ConvertedCheckpoint:
+def select_hf_layout(keys: list[str], format: str = "auto", where: str = "") -> HFMatch | None:
+    """The one Hugging Face layout whose block linears ``keys`` hold completely (None: none).
+
+    Raises:
+        CheckpointError: several encoders (e.g. both towers of a ``CLIPModel``), or a layout
+            whose blocks compute more than the four linears capture (gated MLP, DeBERTa's
+            position projections).
+    """
+    if format != "auto" and format not in HF_FORMATS:
+        return None
+    complete = [m for m in find_hf_layouts(keys, None if format == "auto" else format) if m.complete]
+    if len(complete) > 1:
+        found = "; ".join(m.describe() for m in complete)
+        raise CheckpointError(
+            f"The checkpoint{where} holds several encoders: {found}. Choose one with "
+            f"prefix={complete[0].prefix!r} (load_auxiliary(..., prefix=...)), or pass the submodule of a live "
+            "model (e.g. clip_model.vision_model).")
+    if not complete:
+        return None
+    reason = refusal(complete[0], keys)
+    if reason is not None:
+        raise CheckpointError(
+            f"The checkpoint{where} looks like the {complete[0].describe()}, but it cannot be mapped exactly to "
+            f"the four block linears of Multimodal Pathway: {reason}. m2pt never approximates a layout.")
+    return complete[0]
+
+
+def _unknown_layout_error(keys: list[str], format: str, detected: str | None, where: str) -> CheckpointError:
+    found = f"it looks like the {detected!r} layout" if detected else "no known block keys were found"
+    wanted = f"the {format!r} layout was requested but " if format != "auto" else "unknown checkpoint layout: "
+    partial = [m for m in find_hf_layouts(keys) if not m.complete]
+    best = max((m.evidence for m in partial), default=None)
+    if best is not None and best[0] > 0:
+        match = next(m for m in partial if m.evidence == best)
+        return CheckpointError(
+            f"The checkpoint{where} looks like the {match.describe()}, but {partial_reason(match, keys)}. "
+            "Every block needs all of its linears; m2pt never skips a layer.")
+    near = "".join(f" Partly matches the {m.describe()}: {partial_reason(m, keys)}."
+                   for m in partial if m.evidence == best)
+    hf = "; ".join(f"{layout.name} ({layout.models}: '{layout.stack.split('|')[0].replace(chr(92), '')}.N."
+                   f"{layout.linears.get('q', layout.linears.get('qkv'))}...')" for layout in HF_LAYOUTS)
+    return CheckpointError(
+        f"{wanted}{found}{where}.{near} Keys found: {_sample(keys)}. Layouts looked for: "
+        "timm / mae / audiomae / videomae ('blocks.N.attn.qkv...'), pointmae ('blocks.blocks.N...'), "
+        "m2pt (files from m2pt.checkpoints.save_model), optionally wrapped in "
+        "{'model' | 'module' | 'base_model' | 'state_dict': ...} and prefixed by "
+        f"{' / '.join(WRAPPER_PREFIXES)}; Hugging Face transformers, under any prefix: {hf}.")
+
+
+def _select_prefix(tensors: dict[str, Tensor], prefix: str, where: str) -> dict[str, Tensor]:
+    selected = {k: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not selected:
+        heads = sorted({k.split(".", 1)[0] + "." for k in tensors if "." in k})
+        raise CheckpointError(
+            f"prefix={prefix!r}: no key of the checkpoint{where} starts with it; its keys start with {heads[:12]}.")
+    return selected
+
+
+def convert_checkpoint(
+        source: CheckpointSource, format: str = "auto", num_heads: int | None = None, prefix: str | None = None,
+) -> ConvertedCheckpoint:
     """Read a checkpoint and convert it to canonical names.
 
     Args:
-        source: A ``.safetensors`` / ``.pth`` / ``.bin`` path, a (possibly wrapped) state
-            dict, or a module whose ``state_dict()`` is used.
+        source: A ``.safetensors`` / ``.pth`` / ``.bin`` path, a ``save_pretrained`` folder,
+            a (possibly wrapped) state dict, or a module (a live ``PreTrainedModel`` too)
+            whose ``state_dict()`` is used.
         format: ``"auto"`` to detect the layout from the keys, or one of :data:`FORMATS`.
+        num_heads: Heads of the source model; only DeBERTa's per-head ``in_proj`` needs them
+            when no ``config.json`` / live config tells.
+        prefix: Read only the keys under this prefix (e.g. ``"vision_model."`` of a
+            ``CLIPModel``, which holds two encoders); None reads them all.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError (:class:`CheckpointError`): unknown layout, a forced format whose keys are
-            absent, an unmerged pathway model, or a file that cannot be read safely.
+        ValueError (:class:`CheckpointError`): unknown or ambiguous layout, a layout that
+            cannot be mapped exactly, a forced format whose keys are absent, an unmerged
+            pathway model, or a file that cannot be read safely.
     """
     if format != "auto" and format not in FORMATS:
         raise CheckpointError(f"Unknown checkpoint format {format!r}; choose 'auto' or one of {list(FORMATS)}.")
     tensors, wrappers, metadata, path = read_state_dict(source)
-    keys = list(tensors)
     where = f" in {path}" if path is not None else ""
-    if any(".parametrizations." in k for k in keys):
+    if prefix:
+        tensors = _select_prefix(tensors, prefix, where)
+    pathway_key = next((k for k in tensors if is_pathway_key(k)), None)
+    if pathway_key is not None:
         raise CheckpointError(
-            f"The checkpoint{where} holds unmerged pathways (keys like "
-            f"{next(k for k in keys if '.parametrizations.' in k)!r}). Call m2pt.merge_pathways(model) "
-            "and use the merged model's state_dict.")
+            f"The checkpoint{where} holds unmerged pathways (keys like {pathway_key!r}). Call "
+            "m2pt.merge_pathways(model) and use the merged model's state_dict.")
 
-    detected = detect_family(keys)
-    family = detected if format == "auto" else _FORMAT_FAMILY[format]
-    prefix = _find_encoder_prefix(keys, family) if family is not None else None
-    if prefix is None:
-        found = f"it looks like the {detected!r} layout" if detected else "no known block keys were found"
-        wanted = f"the {format!r} layout was requested but " if format != "auto" else "unknown checkpoint layout: "
-        raise CheckpointError(
-            f"{wanted}{found}{where}. Keys found: {_sample(keys)}. Supported layouts: "
-            "timm / mae / audiomae / videomae ('blocks.N.attn.qkv...'), pointmae ('blocks.blocks.N...'), "
-            "bert ('encoder.layer.N.attention.self.query...'), m2pt (files from m2pt.checkpoints.save_model); "
-            "optionally wrapped in {'model' | 'module' | 'base_model' | 'state_dict': ...} and prefixed by "
-            f"{' / '.join(WRAPPER_PREFIXES)}.")
+    hf_match = select_hf_layout(list(tensors), format, where)
+    if hf_match is not None:
+        encoder, dropped = _split_encoder(tensors, hf_match.prefix)
+        config = read_hf_config(source, path)
+        if prefix:  # a composite model's config (CLIPConfig) nests the config of each tower
+            nested = config.get(prefix.split(".", 1)[0].replace("_model", "_config"))
+            config = nested if isinstance(nested, dict) else {}
+        heads = num_heads if num_heads is not None else config.get("num_attention_heads")
+        state_dict = convert_hf_encoder(encoder, hf_match, int(heads) if heads is not None else None)
+        return ConvertedCheckpoint(
+            state_dict, hf_match.layout.name, hf_match.prefix, dropped, metadata, path, config, hf_match)
 
+    # timm-style layouts sit under known wrapper prefixes only: look for them inside the selected prefix.
+    inner = {k[len(prefix):]: v for k, v in tensors.items()} if prefix else tensors
+    family = detect_family(list(inner)) if format == "auto" else _FORMAT_FAMILY.get(format)
+    encoder_prefix = _find_encoder_prefix(list(inner), family) if family is not None else None
+    if encoder_prefix is None:
+        auto = select_hf_layout(list(tensors), "auto", where) if format != "auto" else None
+        detected = auto.layout.name if auto is not None else detect_family(list(inner))
+        raise _unknown_layout_error(list(tensors), format, detected, where)
+    encoder, dropped = _split_encoder(inner, encoder_prefix)
+    state_dict = _CONVERTERS[family](encoder)
+    if format == "auto":
+        format = family if family != "timm" else _timm_family_format(state_dict, wrappers, metadata, bool(dropped))
+    return ConvertedCheckpoint(state_dict, format, (prefix or "") + encoder_prefix, dropped, metadata, path)
+
+
+def _split_encoder(tensors: Mapping[str, Tensor], encoder_prefix: str) -> tuple[dict[str, Tensor], list[str]]:
+    """``(encoder tensors without the prefix, dropped keys)``: decoders and keys outside the prefix go."""
     encoder: dict[str, Tensor] = {}
     dropped: list[str] = []
     for key, value in tensors.items():
-        inner = key[len(prefix):] if key.startswith(prefix) else None
+        inner = key[len(encoder_prefix):] if key.startswith(encoder_prefix) else None
         if inner is None or _DECODER_KEY.match(inner):
             dropped.append(key)
         else:
             encoder[inner] = value
-    state_dict = _CONVERTERS[family](encoder)
-    if format == "auto":
-        format = family if family != "timm" else _timm_family_format(state_dict, wrappers, metadata, bool(dropped))
-    return ConvertedCheckpoint(state_dict, format, prefix, dropped, metadata, path)
+    return encoder, dropped
 
 
 def read_m2pt_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:

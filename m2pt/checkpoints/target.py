@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .formats import CheckpointError, CheckpointSource, convert_checkpoint
+from .formats import CheckpointError, CheckpointSource, convert_checkpoint, is_pathway_key
 
 
 class ShapeChange(NamedTuple):
@@ -136,7 +136,7 @@ def load_target_weights(
             converted, or (``strict=True``) it does not match the model exactly.
     """
     model_state = model.state_dict()
-    attached = next((k for k in model_state if ".parametrizations." in k), None)
+    attached = next((k for k in model_state if is_pathway_key(k)), None)
     if attached is not None:
         raise CheckpointError(
             f"The model already has pathways attached ({attached!r}). Load the target weights first, "

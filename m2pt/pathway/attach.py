@@ -11,9 +11,11 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ..checkpoints.formats import CheckpointError, convert_checkpoint, is_pathway_key, select_hf_layout
 from .config import PathwayConfig
 from .errors import PathwayError
-from .module import attach_pathway, iter_pathway_layers, original_tensor
+from .hf_target import HFTargetLinear, guard_save_pretrained, hf_target_linears, uses_canonical_names
+from .module import attach_pathway, has_pathways, iter_pathway_layers, original_tensor
 
 AuxiliarySource = Union[nn.Module, Mapping[str, Tensor]]
 
@@ -82,26 +84,39 @@ def _check_target(target: nn.Module) -> None:
             "(add_pathways(target, [aux_a, aux_b])), or merge first (m2pt.merge_pathways) to start from W + λW'.")
 
 
-def _check_finite(state: Mapping[str, Tensor], names: Sequence[str], index: int) -> None:
-    bad = [name for name in names if name in state and not bool(torch.isfinite(state[name]).all())]
+def _check_finite(planned: Sequence["_PlannedPathway"], index: int) -> None:
+    """Refuse auxiliary weights (and biases) that pathways would use when they hold NaN or Inf."""
+    bad = [f"{p.aux_name}.{kind}" for p in planned
+           for kind, tensor in (("weight", p.aux_weight), ("bias", p.aux_bias))
+           if tensor is not None and not bool(torch.isfinite(tensor).all())]
     if bad:
         raise PathwayError(
             f"auxiliary #{index} has non-finite (NaN or Inf) values in {len(bad)} tensor(s) that pathways would "
             f"use: {bad[:8]}. The checkpoint is corrupt or diverged; pass a finite auxiliary model.")
 
 
-def _aux_state(aux: AuxiliarySource, index: int) -> dict[str, Tensor]:
+def _aux_state(aux: AuxiliarySource, index: int, canonical: bool) -> dict[str, Tensor]:
+    """The auxiliary's tensors; a Hugging Face encoder is renamed to ``blocks.N.attn.qkv``... when
+    ``canonical`` (the config names layers the default way)."""
     if isinstance(aux, nn.Module):
         state = aux.state_dict(keep_vars=False)
+        own_pathways = has_pathways(aux)
     elif isinstance(aux, Mapping):
         state = dict(aux)
+        own_pathways = any(is_pathway_key(k) for k in state)
     else:
         raise PathwayError(
             f"auxiliary #{index} is a {type(aux).__name__}; pass an nn.Module, a state_dict, or "
             "the result of m2pt.load_auxiliary(path).")
-    if any(".parametrizations." in k for k in state):
+    if own_pathways:
         raise PathwayError(
             f"auxiliary #{index} has pathways of its own; merge it first with m2pt.merge_pathways(aux).")
+    if canonical:
+        try:
+            if select_hf_layout(list(state)) is not None:
+                state = convert_checkpoint(aux).state_dict
+        except CheckpointError as exc:
+            raise PathwayError(f"auxiliary #{index}: {exc}") from exc
     return state
 
 
@@ -178,16 +193,42 @@ def _warn_head_mismatch(target: nn.Module, aux: AuxiliarySource, plan: list[_Pla
             return
 
 
+def _no_aux_names_match(state: Mapping[str, Tensor], config: PathwayConfig, index: int,
+                         target_blocks: list[int]) -> PathwayError:
+    sample = [k for k in state if k.endswith(".weight")][:6]
+    return PathwayError(
+        f"no auxiliary names match: block_pattern={config.block_pattern!r} finds no block index in the names of "
+        f"auxiliary #{index} (its weights are named like {sample}), while the target's matched layers are in "
+        f"blocks {target_blocks}. The auxiliary must use the target's module names: load checkpoints of other "
+        "codebases with m2pt.load_auxiliary(path), or pass a state dict renamed to the target's names.")
+
+
 def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayConfig) -> list[_PlannedPathway]:
-    matched = _matched_modules(target, config)
-    target_blocks = _block_indices([n for n, _ in matched], config.block_pattern)
+    hf_linears = hf_target_linears(target, config)
+    if hf_linears is None:
+        matched = _matched_modules(target, config)
+        target_blocks = _block_indices([n for n, _ in matched], config.block_pattern)
+        hf_by_name: dict[str, HFTargetLinear] = {}
+    else:
+        modules = dict(target.named_modules())
+        matched = [(linear.module_name, modules[linear.module_name]) for linear in hf_linears]
+        target_blocks = sorted({linear.block for linear in hf_linears})
+        hf_by_name = {linear.module_name: linear for linear in hf_linears}
     plan: list[_PlannedPathway] = []
     for index, aux in enumerate(auxes):
-        state = _aux_state(aux, index)
+        state = _aux_state(aux, index, canonical=uses_canonical_names(config))
         aux_blocks = _block_indices([k for k in state if k.endswith(".weight")], config.block_pattern)
+        if target_blocks and not aux_blocks:
+            raise _no_aux_names_match(state, config, index, target_blocks)
         pairing = _pairing(target_blocks, aux_blocks, config, index) if target_blocks else {}
         for name, module in matched:
-            aux_name = _aux_module_name(name, pairing, config.block_pattern)
+            hf_linear = hf_by_name.get(name)
+            if hf_linear is not None:
+                if hf_linear.block not in pairing:
+                    continue
+                aux_name = hf_linear.aux_name(pairing[hf_linear.block])
+            else:
+                aux_name = _aux_module_name(name, pairing, config.block_pattern)
             if aux_name is None:
                 continue
             aux_weight = state.get(f"{aux_name}.weight")
@@ -196,6 +237,11 @@ def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayCo
                     f"auxiliary layer missing: target layer {name!r} needs '{aux_name}.weight' in auxiliary #{index}, "
                     f"which has {len(state)} tensors such as {list(state)[:6]}. Both models must use the same module "
                     "names; load checkpoints of other codebases with m2pt.load_auxiliary(path).")
+            source_bias = state.get(f"{aux_name}.bias")
+            if hf_linear is not None:
+                aux_weight = hf_linear.take(aux_weight)
+                source_bias = hf_linear.take(source_bias) if source_bias is not None else None
+                aux_name = hf_linear.describe(pairing[hf_linear.block])
             target_weight = original_tensor(module, "weight")
             if tuple(aux_weight.shape) != tuple(target_weight.shape):
                 raise PathwayError(
@@ -205,7 +251,7 @@ def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayCo
             aux_bias = None
             if config.aux_bias:
                 has_target_bias = getattr(module, "bias", None) is not None
-                aux_bias = state.get(f"{aux_name}.bias")
+                aux_bias = source_bias
                 if not has_target_bias or aux_bias is None:
                     which = "target layer" if not has_target_bias else f"auxiliary #{index} layer '{aux_name}'"
                     raise PathwayError(
@@ -215,9 +261,7 @@ def _plan(target: nn.Module, auxes: Sequence[AuxiliarySource], config: PathwayCo
                 aux_weight = aux_weight.float() * (target_weight.detach().float().norm()
                                                    / aux_weight.float().norm().clamp_min(1e-12))
             plan.append(_PlannedPathway(name, index, aux_name, aux_weight, aux_bias))
-        used = [f"{p.aux_name}.{kind}" for p in plan if p.aux_index == index
-                for kind in (("weight", "bias") if p.aux_bias is not None else ("weight",))]
-        _check_finite(state, used, index)
+        _check_finite([p for p in plan if p.aux_index == index], index)
     return plan
 
 
@@ -234,10 +278,19 @@ def add_pathways(
     read (their weights are copied). Everything is validated before the target is touched,
     so on error the target is unchanged.
 
+    A Hugging Face ``transformers`` encoder (ViT family, BERT family, CLIP towers, Dinov2,
+    Wav2Vec2 / HuBERT / WavLM) is recognised as target and as auxiliary: with the default
+    ``layers``, its separate query / key / value projections take their rows of the fused
+    ``attn.qkv`` of the other side, and its output projection and MLP linears pair with
+    ``attn.proj``, ``mlp.fc1`` and ``mlp.fc2``. Until :func:`m2pt.merge_pathways`, such a
+    target refuses ``save_pretrained`` (it would save weights ``from_pretrained`` cannot read).
+
     Args:
-        target: The model to improve, e.g. a timm ``VisionTransformer``.
+        target: The model to improve, e.g. a timm ``VisionTransformer`` or a ``transformers``
+            ``ViTForImageClassification``.
         aux: An auxiliary model (``nn.Module`` or state_dict with the target's module
-            names, e.g. from :func:`m2pt.load_auxiliary`), or a list of them.
+            names, e.g. from :func:`m2pt.load_auxiliary`, or a live ``transformers``
+            encoder), or a list of them.
         config: Pathway options; defaults reproduce the paper.
         **config_overrides: Shortcut for fields of :class:`PathwayConfig`,
             e.g. ``add_pathways(t, a, scale_init=1e-4)``.
@@ -273,4 +326,5 @@ def add_pathways(
             aux_name=item.aux_name, aux_index=item.aux_index,
         )
     target.pathway_config = config
+    guard_save_pretrained(target)
     return target

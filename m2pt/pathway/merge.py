@@ -8,6 +8,7 @@ from torch import nn
 
 from .attach import unwrap_model
 from .errors import PathwayError
+from .hf_target import release_save_pretrained
 from .module import fold_pathways, iter_pathway_layers, nonfinite_tensors
 
 
@@ -44,4 +45,5 @@ def merge_pathways(model: nn.Module, inplace: bool = False) -> nn.Module:
         fold_pathways(module)
     if "pathway_config" in model.__dict__:
         del model.__dict__["pathway_config"]
+    release_save_pretrained(model)
     return model

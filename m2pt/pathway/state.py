@@ -16,6 +16,7 @@ from ..io import PathLike, load_tensor_file, read_safetensors_metadata, save_saf
 from .attach import unwrap_model
 from .config import PathwayConfig
 from .errors import PathwayError
+from .hf_target import guard_save_pretrained
 from .layer import Pathway
 from .module import attach_pathway, has_pathways, iter_pathway_layers, pathways_of
 
@@ -117,4 +118,5 @@ def load_pathways(target: nn.Module, path: PathLike, strict: bool = True) -> nn.
     config = json.loads(metadata.get("config", "{}"))
     if config:
         target.pathway_config = PathwayConfig.from_dict(config)
+    guard_save_pretrained(target)
     return target
