@@ -29,6 +29,7 @@ from .pathway import (
     param_groups,
     pathway_scales,
     pathway_summary,
+    prepare_peft_model,
     save_pathways,
 )
 
@@ -54,5 +55,5 @@ __all__ = [
     "AuxiliaryModel", "LoadReport", "builtin_checkpoint_path", "load_auxiliary", "load_model",
     "load_target_weights", "save_model",
     "PathwayConfig", "PathwayError", "PathwaySummary", "add_pathways", "has_pathways", "load_pathways",
-    "merge_pathways", "param_groups", "pathway_scales", "pathway_summary", "save_pathways",
+    "merge_pathways", "param_groups", "pathway_scales", "pathway_summary", "prepare_peft_model", "save_pathways",
 ]

@@ -180,6 +180,10 @@ def add_pathways(
     read (their weights are copied). Everything is validated before the target is touched,
     so on error the target is unchanged.
 
+    A target that already holds PEFT LoRA layers (``peft.get_peft_model`` first) gets its
+    pathways on the layers under them, paired by the module names of the plain model, and
+    PEFT's merge made exact (see :mod:`m2pt.pathway.peft_compat`).
+
     Args:
         target: The model to improve, e.g. a timm ``VisionTransformer``.
         aux: An auxiliary model (``nn.Module`` or state_dict with the target's module
@@ -199,6 +203,10 @@ def add_pathways(
         raise PathwayError(
             "add_pathways got a DistributedDataParallel/DataParallel model. Attach pathways to the plain "
             "model first, then wrap it, so that DDP sees the pathway parameters.")
+    from .peft_compat import add_pathways_under_peft, lora_layers
+
+    if lora_layers(target):
+        return add_pathways_under_peft(target, aux, config, **config_overrides)
     config = config or PathwayConfig()
     if config_overrides:
         config = PathwayConfig.from_dict({**config.to_dict(), **config_overrides})

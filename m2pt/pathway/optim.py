@@ -28,6 +28,7 @@ from torch import nn
 from .attach import unwrap_model
 from .config import DEFAULT_BLOCK_PATTERN, PathwayConfig
 from .layer import BiasPathway, Pathway
+from .peft_compat import warn_if_unprepared
 
 # Hugging Face stacks: ViT/BERT/VideoMAE/AST ``encoder.layer.N``, wav2vec2/CLIP ``encoder.layers.N``,
 # decoder-only LMs ``layers.N``, GPT-2 ``h.N``.
@@ -167,6 +168,7 @@ def param_groups(
     if lr is not None and not lr > 0:
         raise ValueError(f"param_groups: lr must be a positive number, got {lr!r}.")
     model = unwrap_model(model)
+    warn_if_unprepared(model)
     config = getattr(model, "pathway_config", None)
     if scale_lr_mult is None:
         scale_lr_mult = config.scale_lr_mult if isinstance(config, PathwayConfig) else 1.0
