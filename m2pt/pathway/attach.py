@@ -203,6 +203,7 @@ def add_pathways(
         raise PathwayError(
             "add_pathways got a DistributedDataParallel/DataParallel model. Attach pathways to the plain "
             "model first, then wrap it, so that DDP sees the pathway parameters.")
+    from .optim import expose_pathway_names
     from .peft_compat import add_pathways_under_peft, lora_layers
 
     if lora_layers(target):
@@ -229,4 +230,5 @@ def add_pathways(
             aux_name=item.aux_name, aux_index=item.aux_index,
         )
     target.pathway_config = config
+    expose_pathway_names(target)
     return target

@@ -9,6 +9,7 @@ from torch import nn
 from .attach import unwrap_model
 from .errors import PathwayError
 from .module import fold_pathways, iter_pathway_layers, nonfinite_tensors
+from .optim import forget_pathway_names
 
 
 def merge_pathways(model: nn.Module, inplace: bool = False) -> nn.Module:
@@ -44,4 +45,5 @@ def merge_pathways(model: nn.Module, inplace: bool = False) -> nn.Module:
         fold_pathways(module)
     if "pathway_config" in model.__dict__:
         del model.__dict__["pathway_config"]
+    forget_pathway_names(model)
     return model

@@ -73,6 +73,36 @@ def pathway_parameter_names(model: nn.Module) -> dict[str, list[str]]:
     return names
 
 
+class PathwayNoWeightDecay:
+    """``model.no_weight_decay()`` of a model with pathways: its own names plus every λ and ``b'``.
+
+    timm's ``create_optimizer_v2(model, ...)`` (and anything else that reads
+    ``no_weight_decay()``) then leaves λ undecayed whatever its shape; a per-channel λ is 2-D, so
+    the usual "no decay below 2-D" rule misses it.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __call__(self) -> set[str]:
+        own = getattr(type(self.model), "no_weight_decay", None)
+        names = set(own(self.model)) if callable(own) else set()
+        roles = pathway_parameter_names(self.model)
+        return names | set(roles["scale"]) | set(roles["aux_bias"])
+
+
+def expose_pathway_names(model: nn.Module) -> None:
+    """Give ``model`` a ``no_weight_decay()`` that lists its pathway scales (see :class:`PathwayNoWeightDecay`)."""
+    if not isinstance(model.__dict__.get("no_weight_decay"), PathwayNoWeightDecay):
+        model.no_weight_decay = PathwayNoWeightDecay(model)
+
+
+def forget_pathway_names(model: nn.Module) -> None:
+    """Undo :func:`expose_pathway_names` (a merged model is the vanilla one again)."""
+    if isinstance(model.__dict__.get("no_weight_decay"), PathwayNoWeightDecay):
+        del model.__dict__["no_weight_decay"]
+
+
 def no_weight_decay_names(model: nn.Module) -> list[str]:
     """Names of the parameters :func:`param_groups` exempts from weight decay.
 

@@ -185,3 +185,28 @@ def test_hf_bert_layers_and_position_embedding_not_decayed():
     assert groups["pooler.dense.weight"]["lr_scale"] == pytest.approx(1.0)
     assert groups["embeddings.position_embeddings.weight"]["weight_decay"] == 0.0
     assert groups["embeddings.word_embeddings.weight"]["weight_decay"] == 0.05
+
+
+def test_timm_factory_without_group_fn_does_not_decay_per_channel_scales():
+    from timm.optim import create_optimizer_v2
+
+    model = pathway_vit()
+    optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05, layer_decay=LAYER_DECAY)
+    named = dict(model.named_parameters())
+    scales = [p for n, p in named.items() if n.endswith(".scale")]
+    assert scales and all(p.ndim == 2 for p in scales)
+    assert all(group_of(optimizer, p)["weight_decay"] == 0.0 for p in scales)
+    assert group_of(optimizer, named["blocks.0.attn.qkv.parametrizations.weight.0.aux_weight"])["weight_decay"] == 0.05
+    assert {"cls_token", "pos_embed"} <= model.no_weight_decay()
+    plain = m2pt.merge_pathways(model)
+    assert "no_weight_decay" not in plain.__dict__ and plain.no_weight_decay() == tiny_vit().no_weight_decay()
+
+
+def test_pathway_model_with_exposed_names_deep_copies_and_pickles(tmp_path):
+    import copy
+    import pickle
+
+    model = pathway_vit()
+    clone = copy.deepcopy(model)
+    assert clone.no_weight_decay.model is clone and clone.no_weight_decay() == model.no_weight_decay()
+    pickle.loads(pickle.dumps(m2pt.merge_pathways(model)))
