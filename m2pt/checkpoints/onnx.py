@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..io import PathLike, atomic_path
 from .formats import CheckpointError
+from .hf_export import is_transformers_model
 
 Exporter = Literal["dynamo", "torchscript"]
 INPUT_NAME = "input"
@@ -110,8 +111,8 @@ def export_onnx(
         An :class:`OnnxExport`.
 
     Raises:
-        CheckpointError: unmerged pathways, an unknown exporter, or an exporter failure (with
-            the operation it could not translate).
+        CheckpointError: unmerged pathways, a Hugging Face model (Optimum exports those), an
+            unknown exporter, or an exporter failure (with the operation it could not translate).
     """
     from ..pathway import has_pathways
 
@@ -119,6 +120,11 @@ def export_onnx(
         raise CheckpointError(
             f"{type(model).__name__} still has pathways: export the merged model, "
             "m2pt.merge_pathways(model), to ONNX (it is the plain architecture, at zero extra cost).")
+    if is_transformers_model(model):
+        raise CheckpointError(
+            f"{type(model).__name__} is a Hugging Face model: save it with m2pt.save_model(model, folder) "
+            "(save_pretrained) and export that folder with Hugging Face Optimum: optimum-cli export onnx --model "
+            "<folder> <output>.")
     if exporter not in ("dynamo", "torchscript"):
         raise CheckpointError(f"exporter must be 'dynamo' or 'torchscript', got {exporter!r}.")
     path = Path(path)

@@ -67,3 +67,12 @@ def test_cli_export_onnx(tmp_path, capsys):
         torch.testing.assert_close(run_onnxruntime(out, x), model(x), atol=TOL, rtol=0)
     assert main(["export", str(tmp_path / "missing.safetensors"), "--onnx", str(out)]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_hf_model_points_to_optimum(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                    image_size=16, patch_size=4)
+    with pytest.raises(CheckpointError, match="optimum-cli export onnx"):
+        export_onnx(transformers.ViTModel(config), tmp_path / "vit.onnx")
+    assert list(tmp_path.iterdir()) == []
