@@ -204,7 +204,7 @@ def add_pathways(
             "add_pathways got a DistributedDataParallel/DataParallel model. Attach pathways to the plain "
             "model first, then wrap it, so that DDP sees the pathway parameters.")
     from .optim import expose_pathway_names
-    from .peft_compat import add_pathways_under_peft, lora_layers
+    from .peft_compat import add_lora_merge_check, add_pathways_under_peft, lora_layers
 
     if lora_layers(target):
         return add_pathways_under_peft(target, aux, config, **config_overrides)
@@ -231,4 +231,5 @@ def add_pathways(
         )
     target.pathway_config = config
     expose_pathway_names(target)
+    add_lora_merge_check(target)
     return target

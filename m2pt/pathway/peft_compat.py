@@ -21,6 +21,7 @@ import contextlib
 import warnings
 from typing import Any, Iterator
 
+import torch
 from torch import nn
 
 from .errors import PathwayError
@@ -133,6 +134,41 @@ def warn_if_unprepared(model: nn.Module) -> None:
             if unguarded else [])
         warnings.warn(
             "; ".join(problems) + ". Call m2pt.prepare_peft_model(model) after peft.get_peft_model.", stacklevel=3)
+
+
+class LoraMergeCheck:
+    """Forward pre-hook of a pathway model: guards PEFT layers that appeared since the last call.
+
+    A safety net for pathways-first models on which :func:`prepare_peft_model` was not called:
+    the first forward after ``peft.get_peft_model`` makes PEFT's merge exact and warns once if
+    PEFT froze λ or ``W'``. Skipped while torch.compile / torch.export trace the model.
+    """
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+            return
+        if not any(_is_tuner_layer(m) for m in module.modules()):
+            return
+        if module.training and not self.warned and frozen_pathway_parameters(module):
+            self.warned = True
+            warn_if_unprepared(module)
+        guard_lora_merges(module)
+
+
+def add_lora_merge_check(model: nn.Module) -> None:
+    """Register :class:`LoraMergeCheck` on ``model`` (once)."""
+    if not any(isinstance(hook, LoraMergeCheck) for hook in model._forward_pre_hooks.values()):
+        model.register_forward_pre_hook(LoraMergeCheck())
+
+
+def remove_lora_merge_check(model: nn.Module) -> None:
+    """Remove :class:`LoraMergeCheck` from ``model`` (a merged model is the vanilla one again)."""
+    for key, hook in list(model._forward_pre_hooks.items()):
+        if isinstance(hook, LoraMergeCheck):
+            del model._forward_pre_hooks[key]
 
 
 @contextlib.contextmanager

@@ -113,3 +113,28 @@ def test_lora_first_pairs_by_plain_names():
 def test_prepare_without_pathways_is_a_clear_error():
     with pytest.raises(PathwayError, match="has no pathways.*add_pathways"):
         m2pt.prepare_peft_model(peft.get_peft_model(tiny_vit(0), lora_config()))
+
+
+def test_first_forward_guards_an_unprepared_model():
+    model = pathways_then_lora(prepare=False)
+    expected = reference(model)  # eval: guards, without a warning
+    model.train()
+    with pytest.warns(UserWarning, match="froze the pathway parameters"):
+        model(images())
+    assert_plain_and_equal(MERGES["peft_merge_first"](model), expected)
+
+
+def test_merged_model_keeps_no_m2pt_hook():
+    from m2pt.pathway.peft_compat import LoraMergeCheck
+
+    model = m2pt.add_pathways(tiny_vit(0), tiny_vit(1))
+    assert any(isinstance(h, LoraMergeCheck) for h in model._forward_pre_hooks.values())
+    assert not m2pt.merge_pathways(model)._forward_pre_hooks
+
+
+def test_merge_check_hook_keeps_torch_compile_fullgraph():
+    model = m2pt.add_pathways(tiny_vit(0), tiny_vit(1))
+    randomize_pathways(model)
+    compiled = torch.compile(model.eval(), fullgraph=True, backend="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(images()), model(images()))
