@@ -32,8 +32,9 @@ _GUARD_MARKER = "_m2pt_lora_guard"
 
 
 def _is_tuner_layer(module: nn.Module) -> bool:
-    return isinstance(getattr(module, "base_layer", None), nn.Module) and callable(getattr(module, "get_base_layer", None)) \
-        and callable(getattr(module, "merge", None))
+    cls = type(module)  # class attributes first: this runs on every forward of a pathway model
+    return callable(getattr(cls, "get_base_layer", None)) and callable(getattr(cls, "merge", None)) \
+        and isinstance(module._modules.get("base_layer"), nn.Module)
 
 
 def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -141,27 +142,46 @@ class LoraMergeCheck:
 
     A safety net for pathways-first models on which :func:`prepare_peft_model` was not called:
     the first forward after ``peft.get_peft_model`` makes PEFT's merge exact and warns once if
-    PEFT froze λ or ``W'``. Skipped while torch.compile / torch.export trace the model.
+    PEFT froze λ or ``W'``. PEFT puts its layer where the pathway layer was, so a look at those
+    slots (microseconds) tells whether anything changed. Skipped while torch.compile /
+    torch.export trace the model.
+
+    Args:
+        slots: ``(parent, child_name)`` of every pathway layer of the model.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slots: list[tuple[nn.Module, str]]) -> None:
+        self.slots = [(parent, name, parent._modules.get(name)) for parent, name in slots]
         self.warned = False
 
     def __call__(self, module: nn.Module, args: Any) -> None:
         if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
             return
-        if not any(_is_tuner_layer(m) for m in module.modules()):
+        changed = False
+        for index, (parent, name, occupant) in enumerate(self.slots):
+            current = parent._modules.get(name)
+            if current is not occupant:
+                self.slots[index] = (parent, name, current)
+                changed = True
+        if not changed or not lora_layers(module):
             return
-        if module.training and not self.warned and frozen_pathway_parameters(module):
+        if not self.warned and frozen_pathway_parameters(module):
             self.warned = True
             warn_if_unprepared(module)
         guard_lora_merges(module)
 
 
 def add_lora_merge_check(model: nn.Module) -> None:
-    """Register :class:`LoraMergeCheck` on ``model`` (once)."""
-    if not any(isinstance(hook, LoraMergeCheck) for hook in model._forward_pre_hooks.values()):
-        model.register_forward_pre_hook(LoraMergeCheck())
+    """Register :class:`LoraMergeCheck` on ``model`` (replacing an earlier one)."""
+    from .module import iter_pathway_layers
+
+    remove_lora_merge_check(model)
+    slots = []
+    for name, _ in iter_pathway_layers(model):
+        if name:
+            parent_name, _, child = name.rpartition(".")
+            slots.append((model.get_submodule(parent_name), child))
+    model.register_forward_pre_hook(LoraMergeCheck(slots))
 
 
 def remove_lora_merge_check(model: nn.Module) -> None:
