@@ -132,6 +132,15 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
             f"The model still has unmerged pathways ({unmerged!r}). Call m2pt.merge_pathways(model) first to "
             "save a plain model, or m2pt.save_pathways to save the pathway state for later training.")
 
+    from ..pathway.peft_compat import lora_layers
+
+    adapters = lora_layers(model)
+    if adapters:
+        raise CheckpointError(
+            f"The model still has PEFT adapter layers ({adapters[0][0]!r}): merge them first with "
+            "model.merge_and_unload() (exact on pathway layers, see m2pt.prepare_peft_model), then "
+            "m2pt.merge_pathways if pathways remain; or save the adapter alone with model.save_pretrained.")
+
     m2pt_args = getattr(model, "m2pt_model_args", None)
     architecture = _timm_architecture(model)
     timm_args = timm_rebuild_args(model)

@@ -136,3 +136,11 @@ def test_merge_check_hook_keeps_torch_compile_fullgraph():
     compiled = torch.compile(model.eval(), fullgraph=True, backend="eager")
     with torch.no_grad():
         torch.testing.assert_close(compiled(images()), model(images()))
+
+
+def test_save_model_refuses_unmerged_adapters(tmp_path):
+    from m2pt.checkpoints import CheckpointError, save_model
+
+    with pytest.raises(CheckpointError, match=r"merge_and_unload\(\)"):
+        save_model(peft.get_peft_model(tiny_vit(0), lora_config()), tmp_path / "model.safetensors")
+    assert list(tmp_path.iterdir()) == []
