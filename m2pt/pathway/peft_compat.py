@@ -54,13 +54,18 @@ def _guarded_merge(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     return type(self)._m2pt_peft_class.merge(self, *args, **kwargs)
 
 
+_GUARDED_CLASSES: dict[type, type] = {}
+
+
 def _guard(layer: nn.Module) -> bool:
-    if getattr(type(layer), _GUARD_MARKER, False):
-        return False
     peft_class = type(layer)
-    layer.__class__ = type(peft_class.__name__, (peft_class,), {
-        _GUARD_MARKER: True, "_m2pt_peft_class": peft_class, "merge": _guarded_merge,
-        "__module__": peft_class.__module__, "__qualname__": peft_class.__qualname__})
+    if getattr(peft_class, _GUARD_MARKER, False):
+        return False
+    if peft_class not in _GUARDED_CLASSES:
+        _GUARDED_CLASSES[peft_class] = type(peft_class.__name__, (peft_class,), {
+            _GUARD_MARKER: True, "_m2pt_peft_class": peft_class, "merge": _guarded_merge,
+            "__module__": peft_class.__module__, "__qualname__": peft_class.__qualname__})
+    layer.__class__ = _GUARDED_CLASSES[peft_class]
     return True
 
 
