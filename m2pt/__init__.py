@@ -10,6 +10,7 @@ modality, through cross-modal re-parameterization, at zero inference cost::
 
 import os as _os
 import sys as _sys
+from importlib import metadata as _metadata
 
 if "torch" not in _sys.modules:
     # OpenMP threads that spin while waiting steal the CPU from the threads doing the work
@@ -29,6 +30,7 @@ from .pathway import (
     param_groups,
     pathway_scales,
     pathway_summary,
+    prepare_peft_model,
     save_pathways,
 )
 
@@ -46,7 +48,10 @@ from .models import FbankTransform, SpecAugment, compute_fbank_stats, create_mod
 from .train import RECIPES, TrainConfig, finetune, recipe
 from .train.mae import pretrain
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("m2pt")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "RECIPES", "TrainConfig", "finetune", "pretrain", "recipe",
@@ -54,5 +59,5 @@ __all__ = [
     "AuxiliaryModel", "LoadReport", "builtin_checkpoint_path", "load_auxiliary", "load_model",
     "load_target_weights", "save_model",
     "PathwayConfig", "PathwayError", "PathwaySummary", "add_pathways", "has_pathways", "load_pathways",
-    "merge_pathways", "param_groups", "pathway_scales", "pathway_summary", "save_pathways",
+    "merge_pathways", "param_groups", "pathway_scales", "pathway_summary", "prepare_peft_model", "save_pathways",
 ]

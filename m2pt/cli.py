@@ -1,4 +1,4 @@
-"""The ``m2pt`` command: pretrain, finetune, merge, evaluate, info, demo."""
+"""The ``m2pt`` command: pretrain, finetune, merge, evaluate, info, export, demo."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ EXAMPLES = {
                 "  m2pt evaluate merged.safetensors --data /data/fashion_images --split test",
     "info": "examples:\n  m2pt info runs/m2pt/pathways.safetensors\n  m2pt info mae_pretrain_vit_base.pth\n"
             "  m2pt info runs/m2pt",
+    "export": "examples:\n  m2pt export runs/m2pt/model.safetensors --onnx model.onnx\n"
+              "  m2pt export merged.safetensors --onnx model.onnx --exporter torchscript --batch-size 8",
 }
 
 
@@ -262,6 +264,22 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from m2pt.checkpoints import load_model
+    from m2pt.checkpoints.onnx import example_input, export_onnx
+
+    model = load_model(args.model)
+    result = export_onnx(model, args.onnx, example_input(model, args.batch_size), exporter=args.exporter,
+                         opset=args.opset, check=not args.no_check)
+    print(json.dumps({"onnx": str(result.path), "exporter": result.exporter, "input_shape": list(result.input_shape),
+                      "max_abs_diff_vs_torch": result.max_abs_diff}, indent=2))
+    if result.max_abs_diff is not None and result.max_abs_diff > args.atol:
+        print(f"m2pt export: error: onnxruntime differs from PyTorch by {result.max_abs_diff:.3g} > --atol "
+              f"{args.atol:g}; {result.path} was written but does not reproduce the model.", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from m2pt.train.demo import run_demo
 
@@ -272,6 +290,9 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="m2pt", description="Multimodal Pathway: improve a transformer with another modality's weights.")
+    from m2pt import __version__
+
+    parser.add_argument("--version", action="version", version=f"m2pt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
@@ -326,6 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("checkpoint", help="a checkpoint file or run folder")
     info.add_argument("--all-layers", action="store_true", help="list every pathway layer")
     info.set_defaults(func=_info)
+
+    export = add("export", "merged model -> ONNX", "Export a plain (merged) model written by m2pt to ONNX with a "
+                 "dynamic batch, and check it with onnxruntime.")
+    export.add_argument("model", help="model .safetensors (or export folder) written by m2pt")
+    export.add_argument("--onnx", required=True, help="output .onnx file")
+    export.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.add_argument("--batch-size", type=int, default=2, help="batch of the example input")
+    export.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    export.add_argument("--atol", type=float, default=1e-4, help="largest accepted |onnxruntime - torch|")
+    export.set_defaults(func=_export)
 
     from m2pt.experiments.command import add_reproduce_command
 

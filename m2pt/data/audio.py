@@ -26,13 +26,14 @@ import random
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Sequence, Union
 
-import av
 import numpy as np
 import torch
 
 from m2pt.data.base import LabelledDataset, class_names, multi_hot
 from m2pt.data.errors import DatasetError
 from m2pt.data.robust import DEFAULT_MAX_BAD_FRACTION, BadFileTracker
+from m2pt.optional import optional_import
+av = optional_import("av", "data", "m2pt.data.audio (audio decoding)")
 
 PathLike = Union[str, os.PathLike]
 

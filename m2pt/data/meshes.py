@@ -14,12 +14,13 @@ from typing import Callable, Union
 
 import numpy as np
 import torch
-import trimesh
 
 from m2pt.data.base import LabelledDataset
 from m2pt.data.errors import DatasetError
 from m2pt.data.points import normalize_to_unit_sphere
 from m2pt.data.robust import DEFAULT_MAX_BAD_FRACTION, BadFileTracker
+from m2pt.optional import optional_import
+trimesh = optional_import("trimesh", "data", "m2pt.data.meshes (mesh reading)")
 
 PathLike = Union[str, os.PathLike]
 

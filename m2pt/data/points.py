@@ -186,7 +186,7 @@ class ScanObjectNNDataset(LabelledDataset):
         try:
             import h5py
         except ImportError as error:
-            raise DatasetError("reading ScanObjectNN needs h5py: pip install h5py") from error
+            raise DatasetError("reading ScanObjectNN needs h5py: pip install 'm2pt[data]' (or h5py)") from error
         self.path = find_scanobjectnn_file(Path(path), split)
         try:
             with h5py.File(self.path, "r") as file:

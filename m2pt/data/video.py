@@ -25,7 +25,6 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,6 +33,8 @@ from m2pt.data.base import LabelledDataset, class_names
 from m2pt.data.errors import DatasetError
 from m2pt.data.images import IMAGENET_MEAN, IMAGENET_STD
 from m2pt.data.robust import DEFAULT_MAX_BAD_FRACTION, BadFileTracker
+from m2pt.optional import optional_import
+av = optional_import("av", "data", "m2pt.data.video (video decoding)")
 
 PathLike = Union[str, os.PathLike]
 

@@ -9,15 +9,19 @@ from typing import Iterable, Optional, Tuple
 
 import torch
 from torch import nn
-import torchaudio
-from torchaudio.compliance import kaldi
-
+from ..optional import optional_import
 from .threads import single_threaded
 
 __all__ = ["AUDIOSET_FBANK_MEAN", "AUDIOSET_FBANK_STD", "FbankTransform", "SpecAugment", "compute_fbank_stats"]
 
 AUDIOSET_FBANK_MEAN = -4.2677393  # AudioMAE / AST AudioSet statistics
 AUDIOSET_FBANK_STD = 4.5689974
+
+
+def _torchaudio():
+    """torchaudio, imported on first use: the models themselves do not need it."""
+    optional_import("torchaudio.compliance.kaldi", "data", "the audio front end (FbankTransform, SpecAugment)")
+    return optional_import("torchaudio", "data", "the audio front end (FbankTransform, SpecAugment)")
 
 
 def _as_mono_batch(waveform: torch.Tensor) -> Tuple[torch.Tensor, bool]:
@@ -45,6 +49,7 @@ class SpecAugment(nn.Module):
     def __init__(self, freq_mask_param: int = 48, time_mask_param: int = 192, mask_value: float = 0.0) -> None:
         super().__init__()
         self.mask_value = mask_value
+        torchaudio = _torchaudio()
         self.freq_masking = torchaudio.transforms.FrequencyMasking(freq_mask_param, iid_masks=True)
         self.time_masking = torchaudio.transforms.TimeMasking(time_mask_param, iid_masks=True)
 
@@ -110,7 +115,7 @@ class FbankTransform(nn.Module):
                              f"{waveform.shape[-1]} samples < {min_samples}")
         waveform = waveform.float()
         with single_threaded(waveform):
-            return kaldi.fbank(
+            return _torchaudio().compliance.kaldi.fbank(
                 (waveform - waveform.mean())[None],
                 htk_compat=True,
                 sample_frequency=self.sample_rate,
@@ -148,7 +153,7 @@ class FbankTransform(nn.Module):
             if not self.resample:
                 raise ValueError(f"fbank expects audio at {self.sample_rate} Hz, got {sample_rate} Hz; "
                                  f"resample it or build FbankTransform(resample=True)")
-            batch = torchaudio.functional.resample(batch.float(), sample_rate, self.sample_rate)
+            batch = _torchaudio().functional.resample(batch.float(), sample_rate, self.sample_rate)
         frames = torch.stack([self.fix_length(self.fbank(clip)) for clip in batch])[:, None]  # [B, 1, T, F]
         if self.spec_augment is not None and self.training:
             frames = self.spec_augment(frames)

@@ -12,6 +12,11 @@ from .input_checks import ImageInputCheck
 
 __all__ = ["create_image_model"]
 
+# timm entry points whose defaults the recorded arguments override (all of them, so any ViT entry
+# point would do; the one of the same width names the model most honestly).
+_TIMM_ARCHITECTURES = {192: "vit_tiny_patch16_224", 384: "vit_small_patch16_224", 768: "vit_base_patch16_224",
+                       1024: "vit_large_patch16_224"}
+
 
 def create_image_model(
         img_size: int = 224,
@@ -50,7 +55,7 @@ def create_image_model(
     Returns:
         A `timm.models.vision_transformer.VisionTransformer`.
     """
-    model = VisionTransformer(
+    timm_args = dict(
         img_size=img_size,
         patch_size=patch_size,
         in_chans=in_chans,
@@ -64,11 +69,14 @@ def create_image_model(
         class_token=True,
         pos_embed="learn",
         fc_norm=fc_norm,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
     )
+    model = VisionTransformer(**timm_args, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+    # What timm.create_model records for its own models: the export rebuilds the model in plain timm
+    # as timm.create_model(architecture, **model._model_args).
+    model._model_args = timm_args
     input_size = (in_chans, img_size, img_size)
     model.pretrained_cfg = dict(
+        architecture=_TIMM_ARCHITECTURES.get(embed_dim, "vit_base_patch16_224"),
         input_size=input_size,
         num_classes=num_classes,
         first_conv="patch_embed.proj",

@@ -285,6 +285,10 @@ def add_pathways(
     ``attn.proj``, ``mlp.fc1`` and ``mlp.fc2``. Until :func:`m2pt.merge_pathways`, such a
     target refuses ``save_pretrained`` (it would save weights ``from_pretrained`` cannot read).
 
+    A target that already holds PEFT LoRA layers (``peft.get_peft_model`` first) gets its
+    pathways on the layers under them, paired by the module names of the plain model, and
+    PEFT's merge made exact (see :mod:`m2pt.pathway.peft_compat`).
+
     Args:
         target: The model to improve, e.g. a timm ``VisionTransformer`` or a ``transformers``
             ``ViTForImageClassification``.
@@ -304,6 +308,11 @@ def add_pathways(
             pathways, or the target is (or is inside) a DDP / DataParallel wrapper.
     """
     _check_target(target)
+    from .optim import expose_pathway_names
+    from .peft_compat import add_lora_merge_check, add_pathways_under_peft, lora_layers
+
+    if lora_layers(target):
+        return add_pathways_under_peft(target, aux, config, **config_overrides)
     config = config or PathwayConfig()
     if config_overrides:
         config = PathwayConfig.from_dict({**config.to_dict(), **config_overrides})
@@ -327,4 +336,6 @@ def add_pathways(
         )
     target.pathway_config = config
     guard_save_pretrained(target)
+    expose_pathway_names(target)
+    add_lora_merge_check(target)
     return target

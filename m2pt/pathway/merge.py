@@ -10,6 +10,8 @@ from .attach import unwrap_model
 from .errors import PathwayError
 from .hf_target import release_save_pretrained
 from .module import fold_pathways, iter_pathway_layers, nonfinite_tensors
+from .optim import forget_pathway_names
+from .peft_compat import remove_lora_merge_check
 
 
 def merge_pathways(model: nn.Module, inplace: bool = False) -> nn.Module:
@@ -46,4 +48,6 @@ def merge_pathways(model: nn.Module, inplace: bool = False) -> nn.Module:
     if "pathway_config" in model.__dict__:
         del model.__dict__["pathway_config"]
     release_save_pretrained(model)
+    forget_pathway_names(model)
+    remove_lora_merge_check(model)
     return model

@@ -94,10 +94,15 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def make_logger(folder: Optional[Path], quiet: bool, name: str = "m2pt.train") -> logging.Logger:
-    """A logger that writes to ``train.log`` in the run folder and (unless quiet) to stderr."""
+    """A logger that writes to ``train.log`` in the run folder and (unless quiet) to stderr.
+
+    Records also propagate to ``logging.getLogger("m2pt")`` and the root logger. When the
+    application has configured logging there (any handler above this logger), the terminal is
+    left to those handlers, so no line is printed twice.
+    """
     logger = logging.getLogger(f"{name}.{id(folder)}")
     logger.setLevel(logging.INFO)
-    logger.propagate = False
+    logger.propagate = True
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
@@ -106,7 +111,7 @@ def make_logger(folder: Optional[Path], quiet: bool, name: str = "m2pt.train") -
         file_handler = logging.FileHandler(folder / LOG)
         file_handler.setFormatter(fmt)
         logger.addHandler(file_handler)
-    if not quiet:
+    if not quiet and not logging.getLogger(name).hasHandlers():
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(fmt)
         logger.addHandler(stream)

@@ -24,7 +24,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,6 +32,8 @@ from tqdm import tqdm
 from m2pt.data.cache import PathLike, data_root, generating_folder
 from m2pt.data.errors import DatasetError
 from m2pt.data.video import VideoListDataset
+from m2pt.optional import optional_import
+av = optional_import("av", "data", "the built-in moving-digits videos")
 
 DIRECTIONS = ("east", "north-east", "north", "north-west", "west", "south-west", "south",
               "south-east")
@@ -42,7 +43,7 @@ FRAME_RATE = 8
 def load_digit_images(source: str, split: str, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Return ``(images [N, H, W] float in [0, 1], labels [N], class names)`` of one split."""
     if source == "sklearn":
-        from sklearn.datasets import load_digits
+        load_digits = optional_import("sklearn.datasets", "data", "the built-in moving digits (sklearn source)").load_digits
 
         digits = load_digits()
         order = np.random.default_rng(seed).permutation(len(digits.target))

@@ -17,12 +17,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-import trimesh
 from tqdm import tqdm
 
 from m2pt.data.cache import PathLike, data_root, generating_folder
 from m2pt.data.errors import DatasetError
 from m2pt.data.points import ModelNet40Dataset
+from m2pt.optional import optional_import
+trimesh = optional_import("trimesh", "data", "the built-in shapes")
 
 PRIMITIVES: dict[str, Callable[[], trimesh.Trimesh]] = {
     "box": lambda: trimesh.creation.box(extents=(1.0, 1.0, 1.0)),
