@@ -1,0 +1,53 @@
+"""Which dataset options and wrappers make up each base method's train and test pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from m2pt.data.augment import check_augment
+from m2pt.data.augment.audio import AUDIOMAE_MIXUP
+from m2pt.data.augment.video import VIDEOMAE_TEST_VIEWS
+
+
+def pipeline_options(modality: str, augment: str, train: bool) -> dict[str, Any]:
+    """Dataset constructor options of the ``augment`` pipeline for the train or test split.
+
+    The user's own ``data_options`` are applied over these (so ``test_clips=2`` or
+    ``mixup=0.3`` replace the base method's values).
+    """
+    check_augment(modality, augment)
+    if augment == "none":
+        return {}
+    if modality == "image":
+        return {"augment": "mae"}
+    if modality == "video":
+        if train:
+            return {"augment": "videomae", "temporal_sampling": "random"}
+        clips, crops = VIDEOMAE_TEST_VIEWS
+        return {"test_clips": clips, "test_crops": crops}
+    if modality == "audio":
+        return {"roll": True, "mixup": AUDIOMAE_MIXUP} if train else {}
+    if train:  # point
+        from m2pt.data.augment.points import ScaleAndTranslate
+
+        return {"transform": ScaleAndTranslate()}
+    return {}
+
+
+def split_options(modality: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate the options m2pt applies around a dataset (``test_votes``) from the dataset's own."""
+    wrapper_keys = ("test_votes",) if modality == "point" else ()
+    own = {k: v for k, v in options.items() if k not in wrapper_keys}
+    return own, {k: options[k] for k in wrapper_keys if k in options}
+
+
+def wrap_split(dataset: Dataset, modality: str, train: bool, wrapper_options: dict[str, Any]) -> Dataset:
+    """Test-time voting for point clouds (``test_votes`` > 1, Point-MAE); other splits unchanged."""
+    votes = int(wrapper_options.get("test_votes", 1))
+    if modality == "point" and not train and votes > 1:
+        from m2pt.data.augment.points import VotedPoints
+
+        return VotedPoints(dataset, votes)
+    return dataset
