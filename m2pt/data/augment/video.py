@@ -74,7 +74,8 @@ class VideoMAETrainTransform:
                  rand_augment: str = VIDEOMAE_RAND_AUGMENT, scale: tuple[float, float] = (0.08, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: float = 0.5,
                  random_erasing: float = VIDEOMAE_RANDOM_ERASING) -> None:
-        from timm.data import RandomErasing, rand_augment_transform
+        from timm.data import rand_augment_transform
+        from timm.data.random_erasing import RandomErasing
 
         self.image_size, self.short_side = image_size, short_side or image_size
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
