@@ -1,0 +1,95 @@
+"""Image pipeline throughput (JPEG decode + MAE augmentation): m2pt's loader vs timm's, and worker scaling.
+
+Run: PYTHONPATH=. python benchmarks/bench_loader.py [--images 256] [--rounds 3] [--workers 0 1 2]
+
+Both sides read the same ImageFolder of generated JPEGs (``benchmarks/jpeg_folder.py``) with the
+same transform (timm ``create_transform``: RandomResizedCrop 224, flip, RandAugment
+``rand-m9-mstd0.5-inc1``, random erasing 0.25, bicubic; the posterize work-around applied to
+both, since timm's own op fails under Pillow 13) and the same number of workers, batch 32:
+
+* m2pt: ``TrainLoader`` over ``ImageFolderDataset(augment="mae")`` (items seeded per key);
+* timm: ``timm.data.create_loader`` over ``timm.data.ImageDataset`` (no GPU prefetcher).
+
+Each loader is built once (persistent workers) and warmed up by one epoch; then the rounds
+alternate between the sides, one epoch each, and the ratio is the median of the per-round
+ratios. Prints images/s per side and worker count, and m2pt / timm.
+"""
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.jpeg_folder import write_jpeg_folder
+from m2pt.data import ImageFolderDataset
+from m2pt.data.augment.timm_fixes import fix_posterize
+from m2pt.train.loader import TrainLoader
+
+BATCH = 32
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def m2pt_epoch(root: Path, workers: int, images: int):
+    loader = TrainLoader(ImageFolderDataset(root, "train", augment="mae"), seed=0, workers=workers)
+    batches = [list(range(i, i + BATCH)) for i in range(0, images - BATCH + 1, BATCH)]
+    epoch = iter(range(10**6))
+
+    def run() -> int:
+        return sum(len(x) for x, _ in loader.epoch(next(epoch), batches))
+    return run, loader.close
+
+
+def timm_epoch(root: Path, workers: int, images: int):
+    import torch
+    from timm.data import ImageDataset, create_loader
+
+    loader = create_loader(ImageDataset(str(root / "train")), input_size=(3, 224, 224), batch_size=BATCH,
+                           is_training=True, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, re_mode="pixel",
+                           re_count=1, color_jitter=None, interpolation="bicubic", mean=MEAN, std=STD,
+                           num_workers=workers, use_prefetcher=False, persistent_workers=workers > 0,
+                           device=torch.device("cpu"))
+    fix_posterize(loader.dataset.transform)
+
+    def run() -> int:
+        return sum(len(x) for x, _ in loader)
+    return run, lambda: None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--json", help="also write the numbers to this file")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_jpeg_folder(Path(tmp), args.images, splits=("train",))
+        results = {}
+        for workers in args.workers:
+            sides = {"m2pt": m2pt_epoch(root, workers, args.images), "timm": timm_epoch(root, workers, args.images)}
+            for run, _ in sides.values():
+                run()  # warm-up: start the workers, fill the page cache
+            rates = {name: [] for name in sides}
+            for _ in range(args.rounds):
+                for name, (run, _) in sides.items():
+                    started = time.perf_counter()
+                    count = run()
+                    rates[name].append(count / (time.perf_counter() - started))
+            for _, close in sides.values():
+                close()
+            ratio = statistics.median(m / t for m, t in zip(rates["m2pt"], rates["timm"]))
+            results[workers] = {"m2pt_images_per_s": statistics.median(rates["m2pt"]),
+                                "timm_images_per_s": statistics.median(rates["timm"]), "ratio": ratio}
+            print(f"workers={workers}: m2pt {results[workers]['m2pt_images_per_s']:.0f} img/s, "
+                  f"timm {results[workers]['timm_images_per_s']:.0f} img/s, m2pt/timm {ratio:.3f}", flush=True)
+        base = results[min(results)]["m2pt_images_per_s"]
+        print("m2pt scaling: " + ", ".join(f"{w} workers {r['m2pt_images_per_s'] / base:.2f}x"
+                                          for w, r in results.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
