@@ -11,8 +11,8 @@ both, since timm's own op fails under Pillow 13) and the same number of workers,
 * timm: ``timm.data.create_loader`` over ``timm.data.ImageDataset`` (no GPU prefetcher).
 
 Each loader is built once (persistent workers) and warmed up by one epoch; then the rounds
-alternate between the sides, one epoch each, and the ratio is the median of the per-round
-ratios. Prints images/s per side and worker count, and m2pt / timm.
+alternate between the sides (in turn first), one epoch each, and the ratio is the median of the
+per-round ratios. Prints images/s per side and worker count, and m2pt / timm.
 """
 import argparse
 import json
@@ -72,8 +72,10 @@ def main() -> None:
             for run, _ in sides.values():
                 run()  # warm-up: start the workers, fill the page cache
             rates = {name: [] for name in sides}
-            for _ in range(args.rounds):
-                for name, (run, _) in sides.items():
+            for round_index in range(args.rounds):
+                order = list(sides) if round_index % 2 == 0 else list(sides)[::-1]
+                for name in order:
+                    run = sides[name][0]
                     started = time.perf_counter()
                     count = run()
                     rates[name].append(count / (time.perf_counter() - started))

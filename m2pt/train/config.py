@@ -104,6 +104,9 @@ class TrainConfig:
             check_augment(self.modality, self.augment)
         except ValueError as error:
             raise TrainConfigError(str(error)) from None
+        if self.task == "pretrain" and self.augment != "none":
+            raise TrainConfigError(f"augment={self.augment!r} is a fine-tuning pipeline; MAE pretraining "
+                                   "reads its inputs with augment='none'")
         self.aux = [str(a) for a in self.aux]
 
     def to_dict(self) -> dict[str, Any]:
