@@ -12,7 +12,8 @@ both, since timm's own op fails under Pillow 13) and the same number of workers,
 
 Each loader is built once (persistent workers) and warmed up by one epoch; then the rounds
 alternate between the sides (in turn first), one epoch each, and the ratio is the median of the
-per-round ratios. Prints images/s per side and worker count, and m2pt / timm.
+per-round ratios. Prints images/s per side and worker count, and m2pt / timm; with 0 workers also the
+ratio of CPU time per image (throughput at equal CPU, insensitive to other load on the machine).
 """
 import argparse
 import json
@@ -71,21 +72,30 @@ def main() -> None:
             sides = {"m2pt": m2pt_epoch(root, workers, args.images), "timm": timm_epoch(root, workers, args.images)}
             for run, _ in sides.values():
                 run()  # warm-up: start the workers, fill the page cache
-            rates = {name: [] for name in sides}
+            rates: dict[str, list[float]] = {name: [] for name in sides}
+            cpu_costs: dict[str, list[float]] = {name: [] for name in sides}
             for round_index in range(args.rounds):
                 order = list(sides) if round_index % 2 == 0 else list(sides)[::-1]
                 for name in order:
                     run = sides[name][0]
-                    started = time.perf_counter()
+                    started, cpu_started = time.perf_counter(), time.process_time()
                     count = run()
                     rates[name].append(count / (time.perf_counter() - started))
+                    cpu_costs[name].append((time.process_time() - cpu_started) / count)
             for _, close in sides.values():
                 close()
             ratio = statistics.median(m / t for m, t in zip(rates["m2pt"], rates["timm"]))
             results[workers] = {"m2pt_images_per_s": statistics.median(rates["m2pt"]),
-                                "timm_images_per_s": statistics.median(rates["timm"]), "ratio": ratio}
-            print(f"workers={workers}: m2pt {results[workers]['m2pt_images_per_s']:.0f} img/s, "
-                  f"timm {results[workers]['timm_images_per_s']:.0f} img/s, m2pt/timm {ratio:.3f}", flush=True)
+                                "timm_images_per_s": statistics.median(rates["timm"]), "ratio": ratio,
+                                "rounds": rates}
+            line = (f"workers={workers}: m2pt {results[workers]['m2pt_images_per_s']:.0f} img/s, "
+                    f"timm {results[workers]['timm_images_per_s']:.0f} img/s, m2pt/timm {ratio:.3f}")
+            if workers == 0:  # all work in this process: its CPU time per image is immune to other load
+                cpu_ratio = statistics.median(t / m for m, t in zip(cpu_costs["m2pt"], cpu_costs["timm"]))
+                results[workers]["cpu_ms_per_image"] = {k: 1000 * statistics.median(v) for k, v in cpu_costs.items()}
+                results[workers]["cpu_ratio"] = cpu_ratio
+                line += f"; CPU time per image timm/m2pt {cpu_ratio:.3f}"
+            print(line, flush=True)
         base = results[min(results)]["m2pt_images_per_s"]
         print("m2pt scaling: " + ", ".join(f"{w} workers {r['m2pt_images_per_s'] / base:.2f}x"
                                           for w, r in results.items()))

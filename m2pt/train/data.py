@@ -42,7 +42,7 @@ def build_split(config: TrainConfig, split: str) -> Dataset:
 
     train = split == "train"
     options, wrapper_options = split_options(
-        config.modality, {**pipeline_options(config.modality, config.augment, train), **config.data_options})
+        config.modality, {**pipeline_options(config.modality, config.augment, train), **config.data_options}, train)
     spec_augment = config.spec_augment
     if config.augment == "audiomae" and spec_augment is None:
         spec_augment = list(AUDIOMAE_SPEC_AUGMENT)

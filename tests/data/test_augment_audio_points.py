@@ -71,7 +71,10 @@ def test_pipeline_options_per_modality_and_user_overrides():
     assert isinstance(pipeline_options("point", "pointmae", True)["transform"], ScaleAndTranslate)
     with pytest.raises(ValueError, match="not a image pipeline"):
         pipeline_options("image", "videomae", True)
-    own, around = split_options("point", {"num_points": 32, "test_votes": 4})
+    own, around = split_options("point", {"num_points": 32, "test_votes": 4}, train=False)
     assert own == {"num_points": 32} and around == {"test_votes": 4}
+    assert split_options("point", {"num_points": 32, "test_votes": 4}, train=True) == ({"num_points": 32}, {})
+    assert split_options("video", {"test_clips": 2, "num_frames": 4}, train=True) == ({"num_frames": 4}, {})
+    assert split_options("video", {"test_clips": 2}, train=False) == ({"test_clips": 2}, {})
     assert isinstance(wrap_split([(torch.zeros(4, 3), 0)], "point", False, around), VotedPoints)
     assert isinstance(wrap_split([(torch.zeros(4, 3), 0)], "point", True, around), list)

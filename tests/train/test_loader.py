@@ -12,7 +12,7 @@ from m2pt.io import load_tensor_file
 from m2pt.train.finetuning import finetune
 from m2pt.train.loader import TrainLoader, default_workers
 
-from .conftest import tiny_config
+from .conftest import TINY_MODEL, tiny_config
 
 # Random augmentation (MAE pipeline), mixup/cutmix and drop path all draw random numbers.
 AUGMENTED = dict(augment="mae", mixup=0.8, cutmix=1.0, label_smoothing=0.1, drop_path=0.1, epochs=2)
@@ -110,3 +110,34 @@ def test_default_workers_leave_one_core_per_training_process():
     assert default_workers(1, cores=1) == 0
     assert default_workers(4, cores=16) == 3
     assert default_workers(1, cores=64) == 8
+
+
+@pytest.mark.parametrize("modality, augment, data_options, overrides", [
+    ("video", "videomae", {"train_size": 12, "test_size": 6, "test_clips": 2, "test_crops": 2}, {}),
+    ("audio", "audiomae", {"train_size": 12, "test_size": 6}, {}),
+    ("point", "pointmae", {"train_size": 12, "test_size": 6, "points_per_shape": 128, "test_votes": 3},
+     {"num_points": 128, "num_groups": 8, "group_size": 16}),
+])
+def test_each_base_pipeline_trains_evaluates_and_merges(tmp_path, aux_file, modality, augment, data_options,
+                                                        overrides):
+    config = tiny_config(tmp_path / modality, modality=modality, augment=augment, data_options=data_options,
+                         model_overrides={**TINY_MODEL, **overrides}, aux=[str(aux_file)], epochs=1,
+                         batch_size=4, workers=1, mixup=0.8 if modality == "video" else 0.0)
+    final = finetune(config, quiet=True)
+    assert final["finished"] and 0.0 <= final["top1"] <= 100.0
+    assert final["merge_max_abs_diff"] < 1e-4  # the merged model scores every view like the pathway model
+
+
+def test_workers_and_augment_on_the_command_line(tmp_path, capsys):
+    from m2pt.cli import main
+
+    base = ["finetune", "--output", str(tmp_path / "run"), "--epochs", "1", "--data-option", "train_size=16",
+            "--data-option", "test_size=8", "--model-override", "embed_dim=32", "--model-override", "depth=1",
+            "--model-override", "num_heads=2", "--batch-size", "8", "--quiet"]
+    assert main(base + ["--workers", "-1"]) == 2
+    assert "workers must be 0 (load in the main process) or more" in capsys.readouterr().err
+    assert main(base + ["--augment", "videomae"]) == 2
+    assert "not a image pipeline; choose one of ['none', 'mae']" in capsys.readouterr().err
+    assert main(base + ["--workers", "0", "--augment", "mae", "--mixup", "0.8", "--mixup-prob", "0.5"]) == 0
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (written["workers"], written["augment"], written["mixup_prob"]) == (0, "mae", 0.5)

@@ -36,11 +36,19 @@ def pipeline_options(modality: str, augment: str, train: bool) -> dict[str, Any]
     return {}
 
 
-def split_options(modality: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate the options m2pt applies around a dataset (``test_votes``) from the dataset's own."""
+#: Options of the test split only (the training split ignores them).
+TEST_ONLY_OPTIONS = ("test_clips", "test_crops", "test_votes")
+
+
+def split_options(modality: str, options: dict[str, Any], train: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The dataset's own options for a split, and those m2pt applies around it (``test_votes``).
+
+    ``data_options`` are shared by both splits; the test-time views (``test_clips``,
+    ``test_crops``, ``test_votes``) only reach the test split.
+    """
     wrapper_keys = ("test_votes",) if modality == "point" else ()
-    own = {k: v for k, v in options.items() if k not in wrapper_keys}
-    return own, {k: options[k] for k in wrapper_keys if k in options}
+    own = {k: v for k, v in options.items() if k not in wrapper_keys and not (train and k in TEST_ONLY_OPTIONS)}
+    return own, {k: options[k] for k in wrapper_keys if k in options and not train}
 
 
 def wrap_split(dataset: Dataset, modality: str, train: bool, wrapper_options: dict[str, Any]) -> Dataset:
