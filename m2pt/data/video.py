@@ -158,6 +158,9 @@ class VideoListDataset(LabelledDataset):
         augment: ``"none"``, or ``"videomae"`` for VideoMAE's training augmentation.
         test_clips: Temporal views per item (multi-view test).
         test_crops: Spatial views per temporal view (multi-view test).
+        repeats: With ``augment``, augmented clips per decoded video (VideoMAE's repeated
+            augmentation, ``num_sample``); items are then ``[repeats, 3, T, S, S]`` and the
+            training loader makes each a ``repeats`` of batch entries with the same label.
     """
 
     view_reduction = "softmax"
@@ -169,13 +172,15 @@ class VideoListDataset(LabelledDataset):
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION, augment: str = "none",
-                 test_clips: int = 1, test_crops: int = 1) -> None:
+                 test_clips: int = 1, test_crops: int = 1, repeats: int = 1) -> None:
         try:
             check_augment("video", augment)
         except ValueError as error:
             raise DatasetError(str(error)) from None
         if test_clips < 1 or test_crops < 1:
             raise DatasetError(f"test_clips and test_crops must be at least 1, got {test_clips} and {test_crops}")
+        if repeats < 1 or (repeats > 1 and augment == "none"):
+            raise DatasetError(f"repeats={repeats}: repeated augmentation needs augment='videomae' and repeats >= 1")
         if augment != "none" and test_clips * test_crops > 1:
             raise DatasetError("training augmentation and multi-view test are for different splits; "
                                "pass augment='none' with test_clips / test_crops")
@@ -207,6 +212,9 @@ class VideoListDataset(LabelledDataset):
         self.sample_shape = (3, num_frames, image_size, image_size)
         if self.num_views > 1:
             self.sample_shape = (self.num_views, *self.sample_shape)
+        self.num_repeats = repeats
+        if repeats > 1:
+            self.sample_shape = (repeats, *self.sample_shape)
         self.train_transform = (VideoMAETrainTransform(image_size, mean, std, short_side=self.short_side)
                                 if augment == "videomae" else None)
         self.transform = transform
@@ -243,8 +251,10 @@ class VideoListDataset(LabelledDataset):
         frames = decode_video_frames(self.paths[index], lambda total: sample_frame_indices(
             total, self.num_frames, self.frame_stride, self.temporal_sampling, self.short_video))
         if self.train_transform is not None:
-            clip = self.train_transform(frames)
-            return (self.transform(clip) if self.transform is not None else clip), self.targets[index]
+            clips = [self.train_transform(frames) for _ in range(self.num_repeats)]
+            if self.transform is not None:
+                clips = [self.transform(clip) for clip in clips]
+            return (torch.stack(clips) if self.num_repeats > 1 else clips[0]), self.targets[index]
         clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
         clip = resize_and_crop(clip, self.short_side, self.image_size,
                                self.spatial_crop == "random")

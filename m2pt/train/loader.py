@@ -7,6 +7,9 @@ the global generators seeded from ``(seed, epoch, item index)`` and every batch 
 same batches whatever the number of workers, and a resumed run, which only asks for the
 batches after its checkpoint, gets exactly those the interrupted run would have had.
 
+A dataset with ``num_repeats`` > 1 (VideoMAE's repeated augmentation) gives items holding
+several augmented inputs of one target; they become that many batch entries.
+
 Items that a dataset's :class:`~m2pt.data.robust.BadFileTracker` skips inside a worker are
 sent back with the batch and counted by the main process's tracker, so the
 ``max_bad_fraction`` limit applies to the whole run, not to each worker's share.
@@ -93,6 +96,9 @@ class KeyedBatches(Dataset):
         tracker = getattr(self.dataset, "tracker", None)
         known_bad = set(tracker.errors) if tracker is not None else set()
         inputs, targets = default_collate([self[key] for key in keys])
+        repeats = int(getattr(self.dataset, "num_repeats", 1))
+        if repeats > 1:  # repeated augmentation: each item holds `repeats` inputs of one target
+            inputs, targets = inputs.flatten(0, 1), targets.repeat_interleave(repeats, dim=0)
         if self.batch_mix is not None:
             epoch, batch_index, _ = keys[0]
             with seeded_rngs(batch_seed(self.seed, epoch, batch_index)):

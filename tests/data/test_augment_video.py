@@ -113,3 +113,16 @@ def test_videomae_training_clips_from_the_dataset(video_list):
         VideoListDataset(video_list, augment="videomae", test_clips=2)
     with pytest.raises(DatasetError, match="not a video pipeline"):
         VideoListDataset(video_list, augment="mae")
+
+
+def test_repeated_augmentation_gives_several_clips_of_one_video_to_the_batch(video_list):
+    from m2pt.train.loader import KeyedBatches
+
+    dataset = VideoListDataset(video_list, num_frames=4, frame_stride=2, image_size=16, augment="videomae",
+                               repeats=2)
+    assert dataset.sample_shape == (2, 3, 4, 16, 16)
+    inputs, targets, bad = KeyedBatches(dataset, seed=0).__getitems__([(0, 0, 1), (0, 0, 2)])
+    assert inputs.shape == (4, 3, 4, 16, 16) and targets.tolist() == [1, 1, 2, 2] and bad == {}
+    assert not torch.equal(inputs[0], inputs[1]), "each repeat is augmented independently"
+    with pytest.raises(DatasetError, match="repeated augmentation needs augment='videomae'"):
+        VideoListDataset(video_list, repeats=2)

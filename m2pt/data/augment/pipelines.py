@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from m2pt.data.augment import check_augment
 from m2pt.data.augment.audio import AUDIOMAE_MIXUP
-from m2pt.data.augment.video import VIDEOMAE_TEST_VIEWS
+from m2pt.data.augment.video import VIDEOMAE_REPEATS, VIDEOMAE_TEST_VIEWS
 
 
 def pipeline_options(modality: str, augment: str, train: bool) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def pipeline_options(modality: str, augment: str, train: bool) -> dict[str, Any]
         return {"augment": "mae"}
     if modality == "video":
         if train:
-            return {"augment": "videomae", "temporal_sampling": "random"}
+            return {"augment": "videomae", "temporal_sampling": "random", "repeats": VIDEOMAE_REPEATS}
         clips, crops = VIDEOMAE_TEST_VIEWS
         return {"test_clips": clips, "test_crops": crops}
     if modality == "audio":
@@ -38,16 +38,19 @@ def pipeline_options(modality: str, augment: str, train: bool) -> dict[str, Any]
 
 #: Options of the test split only (the training split ignores them).
 TEST_ONLY_OPTIONS = ("test_clips", "test_crops", "test_votes")
+#: Options of the training split only.
+TRAIN_ONLY_OPTIONS = ("repeats",)
 
 
 def split_options(modality: str, options: dict[str, Any], train: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """The dataset's own options for a split, and those m2pt applies around it (``test_votes``).
 
     ``data_options`` are shared by both splits; the test-time views (``test_clips``,
-    ``test_crops``, ``test_votes``) only reach the test split.
+    ``test_crops``, ``test_votes``) only reach the test split, ``repeats`` the training split.
     """
     wrapper_keys = ("test_votes",) if modality == "point" else ()
-    own = {k: v for k, v in options.items() if k not in wrapper_keys and not (train and k in TEST_ONLY_OPTIONS)}
+    other_split = TEST_ONLY_OPTIONS if train else TRAIN_ONLY_OPTIONS
+    own = {k: v for k, v in options.items() if k not in wrapper_keys and k not in other_split}
     return own, {k: options[k] for k in wrapper_keys if k in options and not train}
 
 

@@ -3,7 +3,8 @@
 Training, per clip: RandAugment ``rand-m7-n4-mstd0.5-inc1`` with the *same* operations and
 magnitudes on every frame, one random resized crop (scale 0.08-1, aspect 3/4-4/3) and one
 horizontal flip for all frames, normalisation, then random erasing (p 0.25, per-pixel noise,
-drawn per frame as VideoMAE does). Mixup / cutmix act per batch (``batch_mixup``).
+drawn per frame as VideoMAE does); each decoded video gives ``repeats`` (2) such clips
+(repeated augmentation). Mixup / cutmix act per batch (``batch_mixup``).
 
 Test: ``clips`` windows evenly spaced in time x ``crops`` squares evenly spaced along the
 long side of the resized frames, whose softmax scores are averaged (``view_reduction``).
@@ -26,6 +27,7 @@ from m2pt.data.seeding import capture_rng_states, restore_rng_states
 VIDEOMAE_RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"
 VIDEOMAE_RANDOM_ERASING = 0.25
 VIDEOMAE_TEST_VIEWS = (5, 3)  # clips x crops on Kinetics-400
+VIDEOMAE_REPEATS = 2  # repeated augmentation: augmented clips per decoded video (``num_sample``)
 
 
 def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
