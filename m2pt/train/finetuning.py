@@ -98,7 +98,7 @@ def view_logits(model: nn.Module, inputs: Tensor, views: int, reduction: str = "
     raise ValueError(f"view reduction must be 'softmax' or 'logits', got {reduction!r}")
 
 
-def evaluation_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device, seed: int = 0) -> TrainLoader:
+def evaluation_loader(dataset: Dataset, workers: int, device: torch.device, seed: int = 0) -> TrainLoader:
     """Loads ``dataset`` in order, in ``workers`` processes, items seeded as in training (epoch 0)."""
     return TrainLoader(dataset, seed, workers, pin_memory=device.type == "cuda")
 
@@ -115,8 +115,9 @@ def evaluate_model(model: nn.Module, dataset: Dataset, device: torch.device, bat
     """
     was_training = model.training
     model.eval()
-    loader = loader or evaluation_loader(dataset, batch_size, 0, device)
-    views, reduction = int(getattr(dataset, "num_views", 1)), getattr(dataset, "view_reduction", "softmax")
+    loader = loader or evaluation_loader(dataset, 0, device)
+    views = int(getattr(dataset, "num_views", 1))
+    reduction = "logits" if multi_label else getattr(dataset, "view_reduction", "softmax")
     order = list(range(len(dataset)))  # type: ignore[arg-type]
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     total, loss_sum, correct = 0, 0.0, {1: 0, 5: 0}
@@ -193,7 +194,7 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             if has_pathways(model):
                 logger.info(str(pathway_summary(model)).split("\n")[2])
 
-        evaluation = evaluation_loader(test_set, 256, resolve_workers(config), info.device, config.seed)
+        evaluation = evaluation_loader(test_set, resolve_workers(config), info.device, config.seed)
 
         def evaluate(m: nn.Module) -> dict[str, float]:
             return evaluate_model(m, test_set, info.device, multi_label=multi_label, amp=config.amp,
