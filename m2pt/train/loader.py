@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from m2pt.data.seeding import BATCH_STREAM, ITEM_STREAM, derived_seed, seeded_rngs
 
@@ -62,6 +62,11 @@ def batch_seed(seed: int, epoch: int, batch_index: int) -> int:
     return derived_seed(seed, BATCH_STREAM, epoch, batch_index)
 
 
+def _in_main_process() -> bool:
+    """Whether this is the training process (whose generators must be left as they were)."""
+    return get_worker_info() is None
+
+
 class LoadedBatch(NamedTuple):
     """One collated batch and the files found unreadable while loading it."""
 
@@ -89,7 +94,7 @@ class KeyedBatches(Dataset):
 
     def __getitem__(self, key: ItemKey) -> Any:
         epoch, _, index = key
-        with seeded_rngs(item_seed(self.seed, epoch, index)):
+        with seeded_rngs(item_seed(self.seed, epoch, index), restore=_in_main_process()):
             return self.dataset[index]
 
     def __getitems__(self, keys: Sequence[ItemKey]) -> LoadedBatch:
@@ -101,7 +106,7 @@ class KeyedBatches(Dataset):
             inputs, targets = inputs.flatten(0, 1), targets.repeat_interleave(repeats, dim=0)
         if self.batch_mix is not None:
             epoch, batch_index, _ = keys[0]
-            with seeded_rngs(batch_seed(self.seed, epoch, batch_index)):
+            with seeded_rngs(batch_seed(self.seed, epoch, batch_index), restore=_in_main_process()):
                 inputs, targets = self.batch_mix(inputs, targets)
         bad = {i: message for i, message in tracker.errors.items() if i not in known_bad} if tracker else {}
         return LoadedBatch(inputs, targets, bad)
