@@ -12,8 +12,9 @@ both, since timm's own op fails under Pillow 13) and the same number of workers,
 
 Each loader is built once (persistent workers) and warmed up by one epoch; then the rounds
 alternate between the sides (in turn first), one epoch each, and the ratio is the median of the
-per-round ratios. Prints images/s per side and worker count, and m2pt / timm; with 0 workers also the
-ratio of CPU time per image (throughput at equal CPU, insensitive to other load on the machine).
+per-round ratios. Prints images/s per side and worker count, and m2pt / timm; also the CPU time per image
+of the loading process and its workers (throughput at equal CPU, insensitive to other load on a
+shared machine, which wall-clock rates are not).
 """
 import argparse
 import json
@@ -31,6 +32,14 @@ BATCH = 32
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def cpu_seconds(loader) -> float:
+    """CPU time so far of this process and of the loader's (persistent) worker processes."""
+    import psutil
+
+    processes = [psutil.Process()] + [psutil.Process(w.pid) for w in getattr(loader._iterator, "_workers", [])]
+    return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+
+
 def m2pt_epoch(root: Path, workers: int, images: int):
     loader = TrainLoader(ImageFolderDataset(root, "train", augment="mae"), seed=0, workers=workers)
     batches = [list(range(i, i + BATCH)) for i in range(0, images - BATCH + 1, BATCH)]
@@ -38,7 +47,7 @@ def m2pt_epoch(root: Path, workers: int, images: int):
 
     def run() -> int:
         return sum(len(x) for x, _ in loader.epoch(next(epoch), batches))
-    return run, loader.close
+    return run, loader.close, lambda: cpu_seconds(loader.loader)
 
 
 def timm_epoch(root: Path, workers: int, images: int):
@@ -54,7 +63,7 @@ def timm_epoch(root: Path, workers: int, images: int):
 
     def run() -> int:
         return sum(len(x) for x, _ in loader)
-    return run, lambda: None
+    return run, lambda: None, lambda: cpu_seconds(loader)
 
 
 def main() -> None:
@@ -70,31 +79,31 @@ def main() -> None:
         results = {}
         for workers in args.workers:
             sides = {"m2pt": m2pt_epoch(root, workers, args.images), "timm": timm_epoch(root, workers, args.images)}
-            for run, _ in sides.values():
+            for run, _, _ in sides.values():
                 run()  # warm-up: start the workers, fill the page cache
             rates: dict[str, list[float]] = {name: [] for name in sides}
             cpu_costs: dict[str, list[float]] = {name: [] for name in sides}
             for round_index in range(args.rounds):
                 order = list(sides) if round_index % 2 == 0 else list(sides)[::-1]
                 for name in order:
-                    run = sides[name][0]
-                    started, cpu_started = time.perf_counter(), time.process_time()
+                    run, _, cpu = sides[name]
+                    started, cpu_started = time.perf_counter(), cpu()
                     count = run()
                     rates[name].append(count / (time.perf_counter() - started))
-                    cpu_costs[name].append((time.process_time() - cpu_started) / count)
-            for _, close in sides.values():
+                    cpu_costs[name].append((cpu() - cpu_started) / count)
+            for _, close, _ in sides.values():
                 close()
             ratio = statistics.median(m / t for m, t in zip(rates["m2pt"], rates["timm"]))
             results[workers] = {"m2pt_images_per_s": statistics.median(rates["m2pt"]),
                                 "timm_images_per_s": statistics.median(rates["timm"]), "ratio": ratio,
                                 "rounds": rates}
+            cpu_ratio = statistics.median(t / m for m, t in zip(cpu_costs["m2pt"], cpu_costs["timm"]))
+            results[workers]["cpu_ms_per_image"] = {k: 1000 * statistics.median(v) for k, v in cpu_costs.items()}
+            results[workers]["cpu_ratio"] = cpu_ratio
             line = (f"workers={workers}: m2pt {results[workers]['m2pt_images_per_s']:.0f} img/s, "
-                    f"timm {results[workers]['timm_images_per_s']:.0f} img/s, m2pt/timm {ratio:.3f}")
-            if workers == 0:  # all work in this process: its CPU time per image is immune to other load
-                cpu_ratio = statistics.median(t / m for m, t in zip(cpu_costs["m2pt"], cpu_costs["timm"]))
-                results[workers]["cpu_ms_per_image"] = {k: 1000 * statistics.median(v) for k, v in cpu_costs.items()}
-                results[workers]["cpu_ratio"] = cpu_ratio
-                line += f"; CPU time per image timm/m2pt {cpu_ratio:.3f}"
+                    f"timm {results[workers]['timm_images_per_s']:.0f} img/s, m2pt/timm {ratio:.3f}; "
+                    f"CPU ms per image m2pt {results[workers]['cpu_ms_per_image']['m2pt']:.1f}, "
+                    f"timm {results[workers]['cpu_ms_per_image']['timm']:.1f}, timm/m2pt {cpu_ratio:.3f}")
             print(line, flush=True)
         base = results[min(results)]["m2pt_images_per_s"]
         print("m2pt scaling: " + ", ".join(f"{w} workers {r['m2pt_images_per_s'] / base:.2f}x"
