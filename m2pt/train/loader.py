@@ -57,9 +57,9 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
     return derived_seed(seed, ITEM_STREAM, epoch, index)
 
 
-def batch_seed(seed: int, epoch: int, batch_index: int) -> int:
-    """The seed of the batch-level random choices (mixup / cutmix) of one batch."""
-    return derived_seed(seed, BATCH_STREAM, epoch, batch_index)
+def batch_seed(seed: int, epoch: int, batch_index: int, rank: int = 0) -> int:
+    """The seed of the batch-level random choices (mixup / cutmix) of one process's batch."""
+    return derived_seed(seed, BATCH_STREAM, epoch, batch_index, rank)
 
 
 def _in_main_process() -> bool:
@@ -82,12 +82,14 @@ class KeyedBatches(Dataset):
         dataset: Items ``(input, target)``.
         seed: The run's seed.
         batch_mix: Optional batch-level augmentation (mixup / cutmix) applied after collation.
+        rank: The training process's rank (each process mixes its own batches differently).
     """
 
-    def __init__(self, dataset: Dataset, seed: int, batch_mix: Optional[BatchMix] = None) -> None:
+    def __init__(self, dataset: Dataset, seed: int, batch_mix: Optional[BatchMix] = None, rank: int = 0) -> None:
         self.dataset = dataset
         self.seed = seed
         self.batch_mix = batch_mix
+        self.rank = rank
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -106,7 +108,7 @@ class KeyedBatches(Dataset):
             inputs, targets = inputs.flatten(0, 1), targets.repeat_interleave(repeats, dim=0)
         if self.batch_mix is not None:
             epoch, batch_index, _ = keys[0]
-            with seeded_rngs(batch_seed(self.seed, epoch, batch_index), restore=_in_main_process()):
+            with seeded_rngs(batch_seed(self.seed, epoch, batch_index, self.rank), restore=_in_main_process()):
                 inputs, targets = self.batch_mix(inputs, targets)
         bad = {i: message for i, message in tracker.errors.items() if i not in known_bad} if tracker else {}
         return LoadedBatch(inputs, targets, bad)
@@ -143,17 +145,18 @@ class TrainLoader:
         pin_memory: Pin batches for faster, asynchronous copies to the GPU.
         batch_mix: Optional mixup / cutmix, applied per batch inside the workers.
         prefetch: Batches each worker loads ahead.
+        rank: The training process's rank.
     """
 
     def __init__(self, dataset: Dataset, seed: int, workers: int, pin_memory: bool = False,
-                 batch_mix: Optional[BatchMix] = None, prefetch: int = 2) -> None:
+                 batch_mix: Optional[BatchMix] = None, prefetch: int = 2, rank: int = 0) -> None:
         if workers < 0:
             raise ValueError(f"workers must be 0 (load in the main process) or more, got {workers}")
         self.tracker = getattr(dataset, "tracker", None)
         self.sampler = EpochBatchSampler()
         # An explicit generator: the DataLoader draws its worker base seed from it instead of
         # from the global torch generator, which belongs to the training loop.
-        self.loader = DataLoader(KeyedBatches(dataset, seed, batch_mix), batch_sampler=self.sampler,
+        self.loader = DataLoader(KeyedBatches(dataset, seed, batch_mix, rank), batch_sampler=self.sampler,
                                  num_workers=workers, collate_fn=_unchanged, pin_memory=pin_memory,
                                  persistent_workers=workers > 0, prefetch_factor=prefetch if workers else None,
                                  generator=torch.Generator().manual_seed(seed))

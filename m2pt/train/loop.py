@@ -171,7 +171,7 @@ def fit(
         barrier(info)
 
     loader = TrainLoader(train_set, config.seed, resolve_workers(config), pin_memory=device.type == "cuda",
-                         batch_mix=batch_mix)
+                         batch_mix=batch_mix, rank=info.rank)
     with StopRequest() as stop, loader:
         for epoch in range(start_epoch, config.epochs):
             batches = epoch_batches(train_set, config, info, epoch)
