@@ -14,7 +14,9 @@ Each loader is built once (persistent workers) and warmed up by one epoch; then 
 alternate between the sides (in turn first), one epoch each, and the ratio is the median of the
 per-round ratios. Prints images/s per side and worker count, and m2pt / timm; also the CPU time per image
 of the loading process and its workers (throughput at equal CPU, insensitive to other load on a
-shared machine, which wall-clock rates are not).
+shared machine, which wall-clock rates are not). The two loaders draw different random
+augmentations, whose cost varies (crop area, RandAugment ops); a last measurement runs both
+datasets in this process with the same seeds per image, so they make the same choices.
 """
 import argparse
 import json
@@ -66,6 +68,28 @@ def timm_epoch(root: Path, workers: int, images: int):
     return run, lambda: None, lambda: cpu_seconds(loader)
 
 
+def same_choice_costs(root: Path, images: int, rounds: int) -> dict[str, float]:
+    """CPU ms per image of m2pt's and timm's datasets making the same random choices (same seeds)."""
+    from timm.data import ImageDataset
+
+    from m2pt.data.augment.images import mae_train_transform
+    from m2pt.data.seeding import seeded_rngs
+
+    ours = ImageFolderDataset(root, "train", augment="mae")
+    theirs = ImageDataset(str(root / "train"), transform=mae_train_transform(224, MEAN, STD))
+    where = {str(path): i for i, (path, _) in enumerate(theirs.reader.samples)}
+    pairs = [(i, where[path]) for i, (path, _) in enumerate(ours.samples)][:images]
+    costs: dict[str, list[float]] = {"m2pt": [], "timm": []}
+    for round_index in range(rounds):
+        for name, dataset, side in (("m2pt", ours, 0), ("timm", theirs, 1))[::1 if round_index % 2 == 0 else -1]:
+            started = time.process_time()
+            for number, pair in enumerate(pairs):
+                with seeded_rngs(1000 * round_index + number):
+                    dataset[pair[side]]
+            costs[name].append(1000 * (time.process_time() - started) / len(pairs))
+    return {name: statistics.median(values) for name, values in costs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=256)
@@ -105,9 +129,13 @@ def main() -> None:
                     f"CPU ms per image m2pt {results[workers]['cpu_ms_per_image']['m2pt']:.1f}, "
                     f"timm {results[workers]['cpu_ms_per_image']['timm']:.1f}, timm/m2pt {cpu_ratio:.3f}")
             print(line, flush=True)
-        base = results[min(results)]["m2pt_images_per_s"]
-        print("m2pt scaling: " + ", ".join(f"{w} workers {r['m2pt_images_per_s'] / base:.2f}x"
-                                          for w, r in results.items()))
+        same = same_choice_costs(root, args.images, args.rounds)
+        results["same_choices_cpu_ms_per_image"] = same
+        print(f"same random choices, main process: CPU ms per image m2pt {same['m2pt']:.2f}, timm {same['timm']:.2f}, "
+              f"timm/m2pt {same['timm'] / same['m2pt']:.3f}", flush=True)
+        base = results[min(args.workers)]["m2pt_images_per_s"]
+        print("m2pt scaling: " + ", ".join(f"{w} workers {results[w]['m2pt_images_per_s'] / base:.2f}x"
+                                          for w in args.workers))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
