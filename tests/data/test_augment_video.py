@@ -1,4 +1,4 @@
-"""VideoMAE's pipeline: multi-view test (clips x crops, averaged scores) and the clip-consistent training augmentation."""
+"""VideoMAE's pipeline: multi-view test (clips x crops, averaged scores), clip-consistent augmentation."""
 
 from __future__ import annotations
 
