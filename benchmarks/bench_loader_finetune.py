@@ -5,11 +5,11 @@ Run: PYTHONPATH=. python benchmarks/bench_loader_finetune.py [--images 256] [--r
 Fine-tunes the same small ViT (224 x 224 input, patch 32, width 192, depth 6: 50 tokens, so that
 loading a batch costs a sizeable share of a step, as it does next to a GPU) for one epoch on an
 ImageFolder of generated JPEGs (``benchmarks/jpeg_folder.py``) with MAE's augmentation
-(``augment="mae"``, mixup 0.8 / cutmix 1.0), batch 32, once with ``workers=0`` (every batch decoded in the training process, as before loader workers) and once
-with ``--workers`` worker processes, alternating for ``--rounds`` rounds. The step rate is the
-number of optimiser steps over the epoch's training time (``epoch_seconds`` in metrics.jsonl:
-worker start-up included, evaluation excluded). Also checks that both sides end with the same
-weights, since the worker count must not change a run.
+(``augment="mae"``, mixup 0.8 / cutmix 1.0), batch 32, once with ``workers=0`` (every batch decoded
+in the training process, as before loader workers) and once with ``--workers`` worker processes,
+alternating for ``--rounds`` rounds. The step rate is the number of optimiser steps over the epoch's
+training time (``epoch_seconds`` in metrics.jsonl: worker start-up included, evaluation excluded).
+Also checks that both sides end with the same weights, since the worker count must not change a run.
 """
 import argparse
 import json
