@@ -1,6 +1,7 @@
 """Whole training step rate of ``m2pt finetune`` with loader workers vs main-process loading.
 
 Run: PYTHONPATH=. python benchmarks/bench_loader_finetune.py [--images 256] [--rounds 2] [--workers 1]
+[--threads 1]
 
 Fine-tunes the same small ViT (224 x 224 input, patch 32, width 192, depth 6: 50 tokens, so that
 loading a batch costs a sizeable share of a step, as it does next to a GPU) for one epoch on an
@@ -43,8 +44,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the training process (1: one core trains, the others load)")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = write_jpeg_folder(Path(tmp) / "data", args.images)
