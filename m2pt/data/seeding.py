@@ -51,6 +51,17 @@ def seed_rngs(seed: int) -> None:
 
 
 @contextmanager
+def preserved_rngs(enabled: bool = True) -> Iterator[None]:
+    """Put the global generators back as they were when the body ends (skipped when not ``enabled``)."""
+    saved = capture_rng_states() if enabled else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            restore_rng_states(saved)
+
+
+@contextmanager
 def seeded_rngs(seed: int, restore: bool = True) -> Iterator[None]:
     """Run the body with the global generators seeded from ``seed``; restore them afterwards.
 
@@ -59,10 +70,6 @@ def seeded_rngs(seed: int, restore: bool = True) -> Iterator[None]:
         restore: Put the previous states back (about 0.1 ms); a process whose generators serve
             nothing else, such as a DataLoader worker, may skip it.
     """
-    saved = capture_rng_states() if restore else None
-    seed_rngs(seed)
-    try:
+    with preserved_rngs(restore):
+        seed_rngs(seed)
         yield
-    finally:
-        if saved is not None:
-            restore_rng_states(saved)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
-from m2pt.data.seeding import BATCH_STREAM, ITEM_STREAM, derived_seed, seeded_rngs
+from m2pt.data.seeding import BATCH_STREAM, ITEM_STREAM, derived_seed, preserved_rngs, seed_rngs, seeded_rngs
 
 #: ``mix(inputs, targets) -> (inputs, targets)``, e.g. ``timm.data.Mixup``.
 BatchMix = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -102,13 +102,19 @@ class KeyedBatches(Dataset):
     def __getitems__(self, keys: Sequence[ItemKey]) -> LoadedBatch:
         tracker = getattr(self.dataset, "tracker", None)
         known_bad = set(tracker.errors) if tracker is not None else set()
-        inputs, targets = default_collate([self[key] for key in keys])
-        repeats = int(getattr(self.dataset, "num_repeats", 1))
-        if repeats > 1:  # repeated augmentation: each item holds `repeats` inputs of one target
-            inputs, targets = inputs.flatten(0, 1), targets.repeat_interleave(repeats, dim=0)
-        if self.batch_mix is not None:
-            epoch, batch_index, _ = keys[0]
-            with seeded_rngs(batch_seed(self.seed, epoch, batch_index, self.rank), restore=_in_main_process()):
+        # The generators are saved and restored once per batch (in the training process only).
+        with preserved_rngs(_in_main_process()):
+            items = []
+            for epoch, _, index in keys:
+                seed_rngs(item_seed(self.seed, epoch, index))
+                items.append(self.dataset[index])
+            inputs, targets = default_collate(items)
+            repeats = int(getattr(self.dataset, "num_repeats", 1))
+            if repeats > 1:  # repeated augmentation: each item holds `repeats` inputs of one target
+                inputs, targets = inputs.flatten(0, 1), targets.repeat_interleave(repeats, dim=0)
+            if self.batch_mix is not None:
+                epoch, batch_index, _ = keys[0]
+                seed_rngs(batch_seed(self.seed, epoch, batch_index, self.rank))
                 inputs, targets = self.batch_mix(inputs, targets)
         bad = {i: message for i, message in tracker.errors.items() if i not in known_bad} if tracker else {}
         return LoadedBatch(inputs, targets, bad)
