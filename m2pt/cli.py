@@ -66,6 +66,11 @@ def _add_training_arguments(p: argparse.ArgumentParser, task: str) -> None:
                    help="also checkpoint every N optimiser steps (default: at epoch ends and on signals)")
     g.add_argument("--cache-data", action="store_true", default=None,
                    help="keep inputs in memory after the first read (e.g. audio fbank)")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="data loading processes per training process (0: the main process; default: the cores "
+                        "left after one per training process, at most 8)")
+    g.add_argument("--augment", help="input pipeline: none (resize, normalise) or the base method's: mae (image), "
+                                     "videomae (video), audiomae (audio), pointmae (point)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int)
     o.add_argument("--batch-size", type=int, help="per process and micro-step")
@@ -82,6 +87,8 @@ def _add_training_arguments(p: argparse.ArgumentParser, task: str) -> None:
         o.add_argument("--label-smoothing", type=float)
         o.add_argument("--mixup", type=float, help="mixup alpha (images)")
         o.add_argument("--cutmix", type=float, help="cutmix alpha (images)")
+        o.add_argument("--mixup-prob", type=float, help="chance that a batch is mixed (default 1)")
+        o.add_argument("--mixup-switch-prob", type=float, help="chance of cutmix instead of mixup when both are set")
         o.add_argument("--spec-augment", type=int, nargs=2, metavar=("FREQ", "TIME"), help="audio SpecAugment masks")
         o.add_argument("--init", help="target weights to start from")
         w = p.add_argument_group("pathways (PathwayConfig)")
@@ -137,7 +144,7 @@ def config_from_args(args: argparse.Namespace, task: str) -> "Any":
 
 
 # Options that may differ on --resume: they change where, how fast or how often, not what is trained.
-_RESUME_SAFE = {"device", "cache_data", "save_every_steps", "quiet", "epochs"}
+_RESUME_SAFE = {"device", "cache_data", "save_every_steps", "quiet", "epochs", "workers"}
 _RESUME_IGNORED = {"command", "func", "resume", "overwrite", "output"}
 _FLAG_NAMES = {"amp": "--no-amp", "train_scale": "--fixed-scale", "train_aux": "--freeze-aux",
                "train_target": "--freeze-target"}

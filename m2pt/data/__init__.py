@@ -2,6 +2,10 @@
 offline datasets generated from packages (Fashion-MNIST, espeak-ng words, trimesh shapes,
 moving digits). Every dataset returns ``(input, target)`` with a fixed input shape
 (``sample_shape``) and exposes ``classes``, ``num_classes``, ``multi_label`` and ``describe()``.
+
+``m2pt.data.augment`` holds the base methods' train and test pipelines (MAE, VideoMAE, AudioMAE,
+Point-MAE); ``m2pt.data.seeding`` makes their random choices a function of a key (seed, epoch,
+item) so that results do not depend on the number of loader workers.
 """
 
 import importlib

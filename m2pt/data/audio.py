@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Callable, Sequence, Union
 import numpy as np
 import torch
 
+from m2pt.data.augment.audio import mix_weight, roll_and_gain
 from m2pt.data.base import LabelledDataset, class_names, multi_hot
 from m2pt.data.errors import DatasetError
 from m2pt.data.robust import DEFAULT_MAX_BAD_FRACTION, BadFileTracker
@@ -164,6 +165,9 @@ class AudioListDataset(LabelledDataset):
             instead of from the start.
         transform: Optional callable applied to the waveform (e.g. a fbank transform).
         max_bad_fraction: Tolerated fraction of unreadable files.
+        roll: Roll each waveform in time and scale its gain (AudioMAE's training augmentation).
+        mixup: Chance of mixing each clip with another random clip of the dataset (AudioMAE
+            uses 0.5); when above 0 every target is a float vector (one-hot or multi-hot).
     """
 
     def __init__(self, list_file: PathLike, root: PathLike | None = None,
@@ -171,7 +175,11 @@ class AudioListDataset(LabelledDataset):
                  classes: Sequence[str] | None = None, multi_label: bool | None = None,
                  random_crop: bool = False,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION) -> None:
+                 max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION, roll: bool = False,
+                 mixup: float = 0.0) -> None:
+        if not 0.0 <= mixup <= 1.0:
+            raise DatasetError(f"mixup is a probability in [0, 1], got {mixup}")
+        self.roll, self.mixup = roll, mixup
         self.list_file = Path(list_file)
         rows = read_audio_list(self.list_file)
         self.root = Path(root) if root is not None else self.list_file.parent
@@ -218,14 +226,30 @@ class AudioListDataset(LabelledDataset):
         return self.tracker.load(index, self._load)
 
     def _load(self, index: int) -> tuple[torch.Tensor, Any]:
+        waveform, target = self._waveform(index), self._target(index)
+        if self.mixup > 0 and random.random() < self.mixup:
+            other_waveform, other_target = self.tracker.load(
+                random.randint(0, len(self) - 1), lambda i: (self._waveform(i), self._target(i)))
+            weight = mix_weight()
+            waveform = weight * waveform + (1 - weight) * other_waveform
+            target = weight * target + (1 - weight) * other_target
+        clip = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None]
+        if self.transform is not None:
+            clip = self.transform(clip)
+        return clip, target
+
+    def _waveform(self, index: int) -> np.ndarray:
         waveform = decode_audio(self.paths[index])
         spare = len(waveform) - self.num_samples
         offset = random.randint(0, spare) if self.random_crop and spare > 0 else 0
-        clip = torch.from_numpy(fit_length(waveform, self.num_samples, offset))[None]
-        if self.transform is not None:
-            clip = self.transform(clip)
+        waveform = fit_length(waveform, self.num_samples, offset)
+        return roll_and_gain(waveform) if self.roll else waveform
+
+    def _target(self, index: int) -> Any:
         target = self.targets[index]
-        return clip, (multi_hot(target, self.num_classes) if self.multi_label else target)
+        if self.multi_label:
+            return multi_hot(target, self.num_classes)
+        return multi_hot([target], self.num_classes) if self.mixup > 0 else target
 
     def _repr_details(self) -> str:
         return f"clip_seconds={self.clip_seconds}, list_file='{self.list_file}'"

@@ -5,6 +5,10 @@ Every image is converted to ``channels`` channels (grey ``L`` or ``RGB``), resiz
 evaluation at a fixed size expects), turned into a float tensor in [0, 1] and normalised
 with ``(x - mean) / std``. Default statistics: ImageNet's for RGB
 (mean 0.485/0.456/0.406, std 0.229/0.224/0.225), 0.5/0.5 for grey (maps [0, 1] to [-1, 1]).
+
+With ``augment="mae"`` the split gets MAE's fine-tuning pipeline instead
+(:mod:`m2pt.data.augment.images`): random resized crop, flip, RandAugment and random erasing
+for ``train``; resize to ``image_size / 0.875`` then centre crop (bicubic) for ``val``/``test``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import torch
 from PIL import Image
 from torchvision import datasets, transforms
 
+from m2pt.data.augment import check_augment
+from m2pt.data.augment.images import mae_test_transform, mae_train_transform
 from m2pt.data.base import LabelledDataset
 from m2pt.data.errors import DatasetError
 from m2pt.data.robust import DEFAULT_MAX_BAD_FRACTION, BadFileTracker
@@ -91,6 +97,7 @@ class ImageFolderDataset(LabelledDataset):
         mean: Per-channel mean for normalisation; default depends on ``channels``.
         std: Per-channel standard deviation.
         transform: Optional callable applied to the normalised tensor (augmentation).
+        augment: ``"none"`` (resize, normalise) or ``"mae"`` (MAE's train / test pipeline).
         max_bad_fraction: Tolerated fraction of unreadable images (see ``BadFileTracker``).
     """
 
@@ -104,7 +111,12 @@ class ImageFolderDataset(LabelledDataset):
         std: Sequence[float] | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+        augment: str = "none",
     ) -> None:
+        try:
+            check_augment("image", augment)
+        except ValueError as error:
+            raise DatasetError(str(error)) from None
         default_mean, default_std = default_statistics(channels)
         self.mean = tuple(mean or default_mean)
         self.std = tuple(std or default_std)
@@ -119,11 +131,16 @@ class ImageFolderDataset(LabelledDataset):
         self.targets = [label for _, label in self.samples]
         self.channels = channels
         self.sample_shape = (channels, image_size, image_size)
-        self.preprocess = transforms.Compose([
-            transforms.Resize((image_size, image_size), antialias=True),
-            transforms.ToTensor(),
-            transforms.Normalize(self.mean, self.std),
-        ])
+        self.augment = augment
+        if augment == "mae":
+            make = mae_train_transform if split == "train" else mae_test_transform
+            self.preprocess = make(image_size, self.mean, self.std)
+        else:
+            self.preprocess = transforms.Compose([
+                transforms.Resize((image_size, image_size), antialias=True),
+                transforms.ToTensor(),
+                transforms.Normalize(self.mean, self.std),
+            ])
         self.transform = transform
         self.tracker = BadFileTracker([path for path, _ in self.samples], max_bad_fraction,
                                       f"ImageFolderDataset({self.split_root})")
@@ -143,4 +160,4 @@ class ImageFolderDataset(LabelledDataset):
         return tensor, label
 
     def _repr_details(self) -> str:
-        return f"root='{self.split_root}'"
+        return f"root='{self.split_root}'" + (f", augment='{self.augment}'" if self.augment != "none" else "")

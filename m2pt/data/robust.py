@@ -6,8 +6,10 @@ remembered as bad, and the next valid item is returned instead, so one corrupt f
 stops an epoch. When the fraction of known-bad items exceeds ``max_bad_fraction`` a
 :class:`TooManyBadFilesError` lists example paths and errors.
 
-Each DataLoader worker holds its own copy of the tracker, so counts are per process; the
-threshold still applies because every worker sees the whole dataset length.
+Each DataLoader worker holds its own copy of the tracker. The training loader
+(``m2pt.train.loader``) sends the failures found in a worker back with each batch and
+:meth:`BadFileTracker.merge` adds them to the main process's tracker, so the threshold
+applies to the failures of all workers together.
 """
 
 from __future__ import annotations
@@ -80,12 +82,24 @@ class BadFileTracker:
                 self._record(candidate, error)
         raise TooManyBadFilesError(self._summary("none of the items could be loaded"))
 
+    def merge(self, errors: dict[int, str]) -> None:
+        """Add failures found by another copy of this tracker (a DataLoader worker's).
+
+        Raises:
+            TooManyBadFilesError: When the failures of all copies exceed the threshold.
+        """
+        self.errors.update({int(i): message for i, message in errors.items() if int(i) not in self.errors})
+        self._check_threshold()
+
     def _record(self, index: int, error: Exception) -> None:
         self.errors[index] = f"{type(error).__name__}: {error}"
         logger.warning(
             "%s: skipping unreadable file %s (%s); %d bad so far",
             self.dataset_name, self.paths[index], self.errors[index], self.num_bad,
         )
+        self._check_threshold()
+
+    def _check_threshold(self) -> None:
         if self.num_bad > self.max_bad_fraction * len(self.paths):
             raise TooManyBadFilesError(
                 self._summary(

@@ -16,6 +16,12 @@ A video shorter than the window (``(num_frames - 1) * frame_stride + 1`` frames)
 ``image_size``), cropped to ``image_size`` squared (centre, or random with
 ``spatial_crop="random"``), scaled to [0, 1] and normalised with ``mean`` / ``std``
 (default ImageNet's, as VideoMAE). The output is ``[3, num_frames, image_size, image_size]``.
+
+``augment="videomae"`` replaces the resize / crop of training clips by VideoMAE's augmentation
+(:mod:`m2pt.data.augment.video`). ``test_clips`` x ``test_crops`` > 1 gives multi-view test
+items ``[views, 3, T, S, S]``: ``test_clips`` windows evenly spaced in time (frame stride kept),
+each cut into ``test_crops`` squares evenly spaced along the long side; the evaluation averages
+the views' softmax scores (``view_reduction``), as VideoMAE's 5 x 3 test on Kinetics.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from m2pt.data.augment import check_augment
+from m2pt.data.augment.video import VideoMAETrainTransform, evenly_spaced, resize_short_side, spatial_crops
 from m2pt.data.base import LabelledDataset, class_names
 from m2pt.data.errors import DatasetError
 from m2pt.data.images import IMAGENET_MEAN, IMAGENET_STD
@@ -148,7 +156,15 @@ class VideoListDataset(LabelledDataset):
         std: Per-channel standard deviation.
         transform: Optional callable applied to the normalised clip.
         max_bad_fraction: Tolerated fraction of unreadable videos.
+        augment: ``"none"``, or ``"videomae"`` for VideoMAE's training augmentation.
+        test_clips: Temporal views per item (multi-view test).
+        test_crops: Spatial views per temporal view (multi-view test).
+        repeats: With ``augment``, augmented clips per decoded video (VideoMAE's repeated
+            augmentation, ``num_sample``); items are then ``[repeats, 3, T, S, S]`` and the
+            training loader makes each a ``repeats`` of batch entries with the same label.
     """
+
+    view_reduction = "softmax"
 
     def __init__(self, list_file: PathLike, root: PathLike | None = None, num_frames: int = 16,
                  frame_stride: int = 4, image_size: int = 224, short_side: int | None = None,
@@ -156,7 +172,19 @@ class VideoListDataset(LabelledDataset):
                  short_video: str = "loop", classes: Sequence[str] | None = None,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION) -> None:
+                 max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION, augment: str = "none",
+                 test_clips: int = 1, test_crops: int = 1, repeats: int = 1) -> None:
+        try:
+            check_augment("video", augment)
+        except ValueError as error:
+            raise DatasetError(str(error)) from None
+        if test_clips < 1 or test_crops < 1:
+            raise DatasetError(f"test_clips and test_crops must be at least 1, got {test_clips} and {test_crops}")
+        if repeats < 1 or (repeats > 1 and augment == "none"):
+            raise DatasetError(f"repeats={repeats}: repeated augmentation needs augment='videomae' and repeats >= 1")
+        if augment != "none" and test_clips * test_crops > 1:
+            raise DatasetError("training augmentation and multi-view test are for different splits; "
+                               "pass augment='none' with test_clips / test_crops")
         if temporal_sampling not in TEMPORAL_MODES:
             raise DatasetError(f"temporal_sampling must be one of {TEMPORAL_MODES}, got "
                                f"'{temporal_sampling}'")
@@ -180,7 +208,16 @@ class VideoListDataset(LabelledDataset):
             temporal_sampling, spatial_crop, short_video)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1, 1)
+        self.augment, self.test_clips, self.test_crops = augment, test_clips, test_crops
+        self.num_views = test_clips * test_crops
         self.sample_shape = (3, num_frames, image_size, image_size)
+        if self.num_views > 1:
+            self.sample_shape = (self.num_views, *self.sample_shape)
+        self.num_repeats = repeats
+        if repeats > 1:
+            self.sample_shape = (repeats, *self.sample_shape)
+        self.train_transform = (VideoMAETrainTransform(image_size, mean, std, short_side=self.short_side)
+                                if augment == "videomae" else None)
         self.transform = transform
         self.tracker = BadFileTracker([str(p) for p in self.paths], max_bad_fraction,
                                       f"VideoListDataset({self.list_file})")
@@ -210,8 +247,15 @@ class VideoListDataset(LabelledDataset):
         return self.tracker.load(index, self._load)
 
     def _load(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.num_views > 1:
+            return self._load_views(index)
         frames = decode_video_frames(self.paths[index], lambda total: sample_frame_indices(
             total, self.num_frames, self.frame_stride, self.temporal_sampling, self.short_video))
+        if self.train_transform is not None:
+            clips = [self.train_transform(frames) for _ in range(self.num_repeats)]
+            if self.transform is not None:
+                clips = [self.transform(clip) for clip in clips]
+            return (torch.stack(clips) if self.num_repeats > 1 else clips[0]), self.targets[index]
         clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
         clip = resize_and_crop(clip, self.short_side, self.image_size,
                                self.spatial_crop == "random")
@@ -219,6 +263,27 @@ class VideoListDataset(LabelledDataset):
         if self.transform is not None:
             clip = self.transform(clip)
         return clip.contiguous(), self.targets[index]
+
+    def clip_windows(self, total: int) -> list[list[int]]:
+        """The frame indices of each of the ``test_clips`` windows in a video of ``total`` frames."""
+        span = (self.num_frames - 1) * self.frame_stride + 1
+        if total < span:
+            short = sample_frame_indices(total, self.num_frames, self.frame_stride, "center", self.short_video)
+            return [short] * self.test_clips
+        return [[start + i * self.frame_stride for i in range(self.num_frames)]
+                for start in evenly_spaced(total - span, self.test_clips)]
+
+    def _load_views(self, index: int) -> tuple[torch.Tensor, int]:
+        frames = decode_video_frames(self.paths[index], lambda total: [
+            i for window in self.clip_windows(total) for i in window])
+        frames = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
+        frames = resize_short_side(frames, max(self.short_side, self.image_size))
+        views = []
+        for clip in frames.split(self.num_frames):
+            for crop in spatial_crops(clip, self.image_size, self.test_crops):
+                crop = (crop.permute(1, 0, 2, 3) - self.mean) / self.std
+                views.append(self.transform(crop) if self.transform is not None else crop)
+        return torch.stack(views).contiguous(), self.targets[index]
 
     def _repr_details(self) -> str:
         return (f"num_frames={self.num_frames}, frame_stride={self.frame_stride}, "

@@ -23,7 +23,7 @@ CONTROL_AUX = {"image": "point", "video": "point", "point": "image", "audio": "p
 MINILM_CONTROLS = {"random": SMALL_RANDOM_MINILM, "permuted": SMALL_PERMUTED_MINILM}
 
 #: Options that do not change a run's result (left out of its fingerprint).
-NON_RESULT_OPTIONS = frozenset({"interrupt_at_step", "save_every_steps"})
+NON_RESULT_OPTIONS = frozenset({"interrupt_at_step", "save_every_steps", "workers"})
 
 
 def result_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,10 @@ from .records import RESULTS_FILE, append_row, latest_rows, make_row, read_rows
 FINGERPRINT_FILE = "m2pt_fingerprint.txt"
 HEAVY_FILES = ("checkpoint.pt", "model.safetensors", "pathways.safetensors")
 
+#: The pool already gives every core a run; the built-in data loads in microseconds per item,
+#: so loader processes would only compete with the runs for the cores.
+LOADING = {"workers": 0}
+
 
 #: Added to a run's seed to seed its control's draw (random: the value used since the first results).
 CONTROL_SEED_OFFSET = {"random": 1000, "permuted": 2000}
@@ -133,7 +137,7 @@ class Runner:
         fingerprint = _options_fingerprint(spec.options)
         resume = _same_fingerprint(folder, fingerprint) and (folder / CHECKPOINT).is_file()
         _write_fingerprint(folder, fingerprint)
-        config = TrainConfig(**{**spec.options, "output": str(folder)})
+        config = TrainConfig(**{**LOADING, **spec.options, "output": str(folder)})
         result = pretrain(config, resume=resume, overwrite=not resume, quiet=self.options.quiet)
         if not result.get("finished", False):
             raise RunInterrupted(f"pretraining {spec.source} stopped ({result.get('stop_reason')})")
@@ -177,7 +181,7 @@ class Runner:
         same = _same_fingerprint(folder, fingerprint)
         aux_path = self.resolve(run.arm.aux, run.seed) if run.arm.aux else None
         init_path = self.resolve(run.init_source, run.seed) if run.init_source else None
-        config = TrainConfig(**{**run.options, "output": str(folder), "seed": run.seed, "init": init_path,
+        config = TrainConfig(**{**LOADING, **run.options, "output": str(folder), "seed": run.seed, "init": init_path,
                                 "aux": [aux_path] if aux_path else [], "pathway": dict(run.arm.pathway)})
         started = time.perf_counter()
         if same and (folder / FINAL).is_file():

@@ -31,13 +31,20 @@ class TrainConfig:
         epochs, batch_size, accum_steps: Budget; ``batch_size`` is per process and micro-step.
         lr: Absolute base lr; None derives it as ``blr * global_batch / 256``.
         blr, min_lr, warmup_epochs, weight_decay, layer_decay: Optimiser and schedule.
-        drop_path, label_smoothing, mixup, cutmix: Regularisation (mixup/cutmix images only).
+        drop_path, label_smoothing, mixup, cutmix: Regularisation (mixup/cutmix: alphas, images and video).
+        mixup_prob, mixup_switch_prob: Chance that a batch is mixed, and that a mixed batch uses
+            cutmix instead of mixup (when both alphas are set), as timm's ``Mixup``.
+        augment: The training / test input pipeline: ``"none"`` (resize and normalise, the CPU
+            profile) or the base method's (``"mae"`` image, ``"videomae"`` video, ``"audiomae"``
+            audio, ``"pointmae"`` point), see ``m2pt.data.augment``.
         spec_augment: ``[freq_mask, time_mask]`` for audio, None disables it.
         mask_ratio, decoder_dim, decoder_depth, norm_pix_loss: MAE options.
         eval_every: Evaluate every N epochs (0: only at the end).
         seed, device, amp: Run environment (amp: bf16 autocast on CUDA).
         max_train_batches: Cap on batches per epoch (tests, quick runs).
         save_every_steps: Also write the checkpoint every N optimiser steps (None: at epoch ends only).
+        workers: DataLoader worker processes per training process (0: load in the main
+            process; None: the cores left after one per process, at most 8).
         cache_data: Keep inputs in memory after their first read (audio fbank; not with random augmentation).
         interrupt_at_step: Behave as if SIGTERM arrived at this global step (tests).
     """
@@ -66,6 +73,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    augment: str = "none"
     spec_augment: Optional[list[int]] = None
     mask_ratio: float = 0.75
     decoder_dim: int = 128
@@ -77,6 +87,7 @@ class TrainConfig:
     amp: bool = True
     max_train_batches: Optional[int] = None
     save_every_steps: Optional[int] = None
+    workers: Optional[int] = None
     cache_data: bool = False
     interrupt_at_step: Optional[int] = None
 
@@ -94,6 +105,17 @@ class TrainConfig:
             raise TrainConfigError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise TrainConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.workers is not None and int(self.workers) < 0:
+            raise TrainConfigError(f"workers must be 0 (load in the main process) or more, got {self.workers}")
+        from m2pt.data.augment import check_augment
+
+        try:
+            check_augment(self.modality, self.augment)
+        except ValueError as error:
+            raise TrainConfigError(str(error)) from None
+        if self.task == "pretrain" and self.augment != "none":
+            raise TrainConfigError(f"augment={self.augment!r} is a fine-tuning pipeline; MAE pretraining "
+                                   "reads its inputs with augment='none'")
         self.aux = [str(a) for a in self.aux]
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,9 @@ from torch.utils.data import Dataset
 
 from .config import TrainConfig
 
+#: AudioMAE's SpecAugment masks (frequency, time) for AudioSet fine-tuning.
+AUDIOMAE_SPEC_AUGMENT = (48, 192)
+
 
 def audio_transform(model_kwargs: dict[str, Any], spec_augment: Optional[list[int]], train: bool) -> nn.Module:
     """Waveform → normalised fbank [1, T, F] sized for the model (SpecAugment in training only)."""
@@ -66,13 +69,22 @@ def build_split(config: TrainConfig, split: str) -> Dataset:
     """
     from m2pt.data import build_dataset
 
-    options = {**input_options_for_model(config), **config.data_options}
+    from m2pt.data.augment.pipelines import pipeline_options, split_options, wrap_split
+
+    train = split == "train"
+    options = {**input_options_for_model(config), **pipeline_options(config.modality, config.augment, train),
+               **config.data_options}
     check_input_options(config, options)
+    options, wrapper_options = split_options(config.modality, options, train)
+    spec_augment = config.spec_augment
+    if config.augment == "audiomae" and spec_augment is None:
+        spec_augment = list(AUDIOMAE_SPEC_AUGMENT)
     if config.modality == "audio" and "transform" not in options:
-        options["transform"] = audio_transform(model_input_kwargs(config), config.spec_augment, split == "train")
-    data = config.test_data if split != "train" and config.test_data else config.data
-    dataset = build_dataset(config.modality, data, split, **options)
-    augmenting = split == "train" and config.modality == "audio" and config.spec_augment
+        options["transform"] = audio_transform(model_input_kwargs(config), spec_augment, train)
+    data = config.test_data if not train and config.test_data else config.data
+    dataset = wrap_split(build_dataset(config.modality, data, split, **options), config.modality, train,
+                         wrapper_options)
+    augmenting = train and (config.augment != "none" or (config.modality == "audio" and spec_augment))
     return CachedDataset(dataset) if config.cache_data and not augmenting else dataset
 
 

@@ -12,13 +12,15 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from m2pt.checkpoints import LoadReport, load_target_weights, save_model
+from m2pt.data.augment.images import batch_mixup
 from m2pt.data.class_map import match_classes
 from m2pt.pathway import PathwayConfig, add_pathways, has_pathways, merge_pathways, pathway_summary, save_pathways
 
 from .config import TrainConfig
 from .data import build_model, build_split, check_separate_test_data
 from .distributed import DistInfo, distributed_session
-from .loop import autocast, fit
+from .loader import BatchMix, TrainLoader
+from .loop import autocast, fit, resolve_workers
 from .metrics import mean_average_precision, topk_correct
 from .plots import write_plots
 from .run_dir import (MetricsWriter, close_logger, make_logger, prepare_run_folder, skipped_files, write_config,
@@ -53,37 +55,80 @@ def load_initial_weights(model: nn.Module, path: str) -> LoadReport:
 
 
 def make_loss(config: TrainConfig, num_classes: int, multi_label: bool) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
-    """Cross-entropy with label smoothing, mixup/cutmix for images, or BCE for multi-label data."""
+    """Cross-entropy with label smoothing (soft-target cross-entropy for mixed batches), or BCE for multi-label data."""
     if multi_label:
         return lambda model, x, y: F.binary_cross_entropy_with_logits(model(x), y.float())
-    if config.modality == "image" and (config.mixup > 0 or config.cutmix > 0):
-        from timm.data import Mixup
-        from timm.loss import SoftTargetCrossEntropy
+    from timm.loss import SoftTargetCrossEntropy
 
-        mixup = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix,
-                      label_smoothing=config.label_smoothing, num_classes=num_classes)
-        soft_ce = SoftTargetCrossEntropy()
+    soft_cross_entropy = SoftTargetCrossEntropy()
 
-        def mixed(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-            x, y = mixup(x, y)
-            return soft_ce(model(x), y)
-        return mixed
-    return lambda model, x, y: F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+    def loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        logits = model(x)
+        if y.is_floating_point():  # soft targets from mixup / cutmix (smoothing already folded in)
+            return soft_cross_entropy(logits.float(), y)
+        return F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+    return loss
+
+
+def make_batch_mix(config: TrainConfig, num_classes: int, multi_label: bool) -> Optional[BatchMix]:
+    """timm's ``Mixup`` for image and video batches when ``mixup`` or ``cutmix`` is set (run in the loader)."""
+    if multi_label or config.modality not in ("image", "video"):
+        return None
+    return batch_mixup(config.mixup, config.cutmix, num_classes, config.label_smoothing,
+                       config.mixup_prob, config.mixup_switch_prob)
+
+
+def view_logits(model: nn.Module, inputs: Tensor, views: int, reduction: str = "softmax") -> Tensor:
+    """Scores of inputs holding ``views`` views per item (``[B, views, ...]``), averaged over the views.
+
+    Args:
+        model: Maps ``[N, ...]`` inputs to logits ``[N, K]``.
+        inputs: ``[B, ...]`` when ``views`` is 1, else ``[B, views, ...]``.
+        views: Views per item.
+        reduction: ``"softmax"`` averages the views' class probabilities and returns their log
+            (VideoMAE's multi-view test); ``"logits"`` averages the logits (Point-MAE's voting).
+
+    Returns:
+        ``[B, K]`` logits (or log-probabilities), usable by ``cross_entropy`` and top-k.
+    """
+    if views == 1:
+        return model(inputs).float()
+    logits = model(inputs.flatten(0, 1)).float().unflatten(0, (inputs.shape[0], views))
+    if reduction == "softmax":
+        return logits.softmax(-1).mean(1).log()
+    if reduction == "logits":
+        return logits.mean(1)
+    raise ValueError(f"view reduction must be 'softmax' or 'logits', got {reduction!r}")
+
+
+def evaluation_loader(dataset: Dataset, workers: int, device: torch.device, seed: int = 0) -> TrainLoader:
+    """Loads ``dataset`` in order, in ``workers`` processes, items seeded as in training (epoch 0)."""
+    return TrainLoader(dataset, seed, workers, pin_memory=device.type == "cuda")
 
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256,
-                   multi_label: bool = False, amp: bool = True) -> dict[str, float]:
-    """Test loss and top-1/top-5 accuracy (%), or mAP (%) for multi-label data."""
+                   multi_label: bool = False, amp: bool = True, loader: Optional[TrainLoader] = None
+                   ) -> dict[str, float]:
+    """Test loss and top-1/top-5 accuracy (%), or mAP (%) for multi-label data.
+
+    A dataset with ``num_views > 1`` (video clips x crops, point voting) gives several views per
+    item; their scores are averaged as its ``view_reduction`` says (see :func:`view_logits`).
+    ``loader`` (see :func:`evaluation_loader`) loads in worker processes; default: the main process.
+    """
     was_training = model.training
     model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = loader or evaluation_loader(dataset, 0, device)
+    views = int(getattr(dataset, "num_views", 1))
+    reduction = "logits" if multi_label else getattr(dataset, "view_reduction", "softmax")
+    order = list(range(len(dataset)))  # type: ignore[arg-type]
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     total, loss_sum, correct = 0, 0.0, {1: 0, 5: 0}
     scores, labels = [], []
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
+    for x, y in loader.epoch(0, batches):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, amp):
-            logits = model(x).float()
+            logits = view_logits(model, x, views, reduction)
         if multi_label:
             loss_sum += F.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum").item() / y.shape[1]
             scores.append(logits.cpu())
@@ -103,6 +148,8 @@ def predictions_match(model: nn.Module, merged: nn.Module, dataset: Dataset, dev
                       count: int = 64) -> dict[str, float]:
     """Compare the pathway model and its merged form on ``count`` test inputs (eval mode, float32)."""
     x = torch.stack([dataset[i][0] for i in range(min(count, len(dataset)))]).to(device)
+    if int(getattr(dataset, "num_views", 1)) > 1:
+        x = x.flatten(0, 1)
     model.eval()
     merged.eval()
     with torch.no_grad():
@@ -153,11 +200,16 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             if has_pathways(model):
                 logger.info(str(pathway_summary(model)).split("\n")[2])
 
-        def evaluate(m: nn.Module) -> dict[str, float]:
-            return evaluate_model(m, test_set, info.device, multi_label=multi_label, amp=config.amp)
+        evaluation = evaluation_loader(test_set, resolve_workers(config), info.device, config.seed)
 
-        result = fit(config, model, train_set, make_loss(config, num_classes, multi_label), info,
-                     folder if info.is_main else None, logger, evaluate, resume=resume, quiet=quiet)
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            return evaluate_model(m, test_set, info.device, multi_label=multi_label, amp=config.amp,
+                                  loader=evaluation)
+
+        with evaluation:
+            result = fit(config, model, train_set, make_loss(config, num_classes, multi_label), info,
+                         folder if info.is_main else None, logger, evaluate, resume=resume, quiet=quiet,
+                         batch_mix=make_batch_mix(config, num_classes, multi_label))
         if not result.finished:
             return {"finished": False, "step": result.step, "stop_reason": result.stop_reason}
         if not info.is_main:

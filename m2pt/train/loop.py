@@ -1,14 +1,16 @@
 """The training loop shared by fine-tuning and MAE pretraining (nanoGPT-style: one function).
 
 Data order comes from a ``DistributedSampler`` (also with one process), so the order of epoch
-``e`` depends only on ``seed`` and ``e``: a resumed run skips the batches it already did and
-continues with the RNG states saved at that point, which makes resume exact.
+``e`` depends only on ``seed`` and ``e``; batches are loaded by :class:`~m2pt.train.loader.TrainLoader`
+(worker processes, augmentation seeded per item and batch). A resumed run loads only the batches
+after its checkpoint and continues with the RNG states saved at that point, which makes resume exact.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from m2pt.io import NoSpaceError
@@ -25,6 +27,7 @@ from m2pt.pathway import param_groups, pathway_scales
 
 from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_any, barrier
+from .loader import BatchMix, TrainLoader, default_workers
 from .run_dir import CHECKPOINT, FINAL, MetricsWriter
 from .schedule import lr_at, set_lr
 from .signals import StopRequest
@@ -74,6 +77,13 @@ def epoch_batches(dataset: Dataset, config: TrainConfig, info: DistInfo, epoch: 
     return batches[:len(batches) - len(batches) % config.accum_steps]
 
 
+def resolve_workers(config: TrainConfig) -> int:
+    """``config.workers``, or one per core left after the training processes of this machine."""
+    if config.workers is not None:
+        return config.workers
+    return default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
@@ -101,6 +111,7 @@ def fit(
     resume: bool = False,
     quiet: bool = False,
     log_every: int = 10,
+    batch_mix: Optional[BatchMix] = None,
 ) -> FitResult:
     """Train ``model`` (pathways already attached) for ``config.epochs`` epochs.
 
@@ -116,6 +127,7 @@ def fit(
         resume: Continue from ``folder/checkpoint.pt``.
         quiet: No progress bars.
         log_every: Steps between metric records.
+        batch_mix: Batch-level augmentation (mixup / cutmix), applied in the loader.
 
     Returns:
         A :class:`FitResult`; ``finished`` is False when a signal (or ``interrupt_at_step``)
@@ -169,7 +181,9 @@ def fit(
                 raise
         barrier(info)
 
-    with StopRequest() as stop:
+    loader = TrainLoader(train_set, config.seed, resolve_workers(config), pin_memory=device.type == "cuda",
+                         batch_mix=batch_mix, rank=info.rank)
+    with StopRequest() as stop, loader:
         for epoch in range(start_epoch, config.epochs):
             batches = epoch_batches(train_set, config, info, epoch)
             first = skip_batches if epoch == start_epoch else 0
@@ -179,13 +193,13 @@ def fit(
             bar = tqdm(total=len(batches) // config.accum_steps, initial=first // config.accum_steps,
                        desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet or not info.is_main,
                        leave=False, dynamic_ncols=True)
+            loaded = loader.epoch(epoch, batches, first)
             for start in range(first, len(batches), config.accum_steps):
                 lr = lr_at(step, total_steps, warmup_steps, base_lr, config.min_lr)
                 set_lr(optimizer, lr)
                 step_loss = 0.0
                 for micro in range(config.accum_steps):
-                    indices = batches[start + micro]
-                    inputs, targets = _to_device(_collate(train_set, indices), device)
+                    inputs, targets = _to_device(next(loaded), device)
                     sync = micro == config.accum_steps - 1 or not info.enabled
                     with (contextlib.nullcontext() if sync else wrapped.no_sync()), autocast(device, config.amp):
                         loss = compute_loss(wrapped, inputs, targets) / config.accum_steps
@@ -240,8 +254,3 @@ def _record_changed_options(stored: dict[str, Any], config: TrainConfig, folder:
     if folder is not None and "epochs" in changed and (folder / FINAL).is_file():
         (folder / FINAL).unlink()
         logger.info(f"{FINAL} removed: the run continues to epoch {config.epochs}")
-
-
-def _collate(dataset: Dataset, indices: list[int]) -> tuple[Tensor, Tensor]:
-    items = [dataset[i] for i in indices]
-    return torch.utils.data.default_collate(items)

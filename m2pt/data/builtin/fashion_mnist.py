@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from m2pt.data.augment import check_augment
 from m2pt.data.base import LabelledDataset
 from m2pt.data.builtin.idx import read_idx
 from m2pt.data.cache import PathLike, data_root, generating_folder
@@ -121,13 +122,19 @@ class FashionMNISTDataset(LabelledDataset):
         channels: 1, or 3 to repeat the grey channel for RGB models.
         transform: Optional callable applied to the normalised tensor.
         source_folder: Folder with the IDX files, if not the Debian package's.
+        augment: ``"none"``, or ``"mae"`` for MAE's train / test pipeline (``m2pt.data.augment.images``)
+            on the padded image.
     """
 
     def __init__(self, split: str = "train", root: PathLike | None = None, seed: int = 0,
                  train_size: int | None = 12000, test_size: int | None = 2000,
                  image_size: int = 28, padding: int = 0, channels: int = 1,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 source_folder: PathLike | None = None) -> None:
+                 source_folder: PathLike | None = None, augment: str = "none") -> None:
+        try:
+            check_augment("image", augment)
+        except ValueError as error:
+            raise DatasetError(str(error)) from None
         split = {"val": "test"}.get(split, split)
         if split not in IDX_STEMS:
             raise DatasetError(f"split must be 'train' or 'test', got '{split}'")
@@ -143,11 +150,24 @@ class FashionMNISTDataset(LabelledDataset):
         self.split, self.padding, self.channels, self.image_size = split, padding, channels, image_size
         self.sample_shape = (channels, image_size, image_size)
         self.transform = transform
+        self.augment = augment
+        self.pipeline = None
+        if augment == "mae":
+            from m2pt.data.augment.images import mae_test_transform, mae_train_transform
+
+            make = mae_train_transform if split == "train" else mae_test_transform
+            self.pipeline = make(image_size, (FASHION_MNIST_MEAN,) * channels, (FASHION_MNIST_STD,) * channels)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.pipeline is not None:
+            from PIL import Image, ImageOps
+
+            picture = ImageOps.expand(Image.fromarray(self.images[index].numpy()), self.padding, fill=0)
+            image = self.pipeline(picture.convert("RGB" if self.channels == 3 else "L"))
+            return (self.transform(image) if self.transform is not None else image), int(self.targets[index])
         image = self.images[index].float().div_(255.0)[None]
         if self.padding:
             image = F.pad(image, (self.padding,) * 4)

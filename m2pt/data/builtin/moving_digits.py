@@ -162,6 +162,8 @@ class MovingDigitsDataset(VideoListDataset):
         frame_stride: Loader frame stride.
         temporal_sampling: Loader temporal sampling (see ``VideoListDataset``).
         transform: Optional callable applied to the normalised clip.
+        augment, test_clips, test_crops, repeats: Training augmentation and multi-view test, see
+            ``VideoListDataset``.
     """
 
     def __init__(self, split: str = "train", root: PathLike | None = None, seed: int = 0,
@@ -169,7 +171,8 @@ class MovingDigitsDataset(VideoListDataset):
                  digit_source: str = "sklearn", clip_frames: int = 8, image_size: int = 32,
                  digit_size: int = 14, num_frames: int | None = None, frame_stride: int = 1,
                  temporal_sampling: str = "center",
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 augment: str = "none", test_clips: int = 1, test_crops: int = 1, repeats: int = 1) -> None:
         split = {"val": "test"}.get(split, split)
         if split not in ("train", "test"):
             raise DatasetError(f"split must be 'train' or 'test', got '{split}'")
@@ -188,4 +191,5 @@ class MovingDigitsDataset(VideoListDataset):
         super().__init__(self.folder / f"{split}.txt", num_frames=num_frames or clip_frames,
                          frame_stride=frame_stride, image_size=image_size,
                          temporal_sampling=temporal_sampling, classes=meta["classes"],
-                         mean=(meta["mean"],) * 3, std=(meta["std"],) * 3, transform=transform)
+                         mean=(meta["mean"],) * 3, std=(meta["std"],) * 3, transform=transform,
+                         augment=augment, test_clips=test_clips, test_crops=test_crops, repeats=repeats)

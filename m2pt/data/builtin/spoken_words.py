@@ -158,7 +158,7 @@ class SpokenWordsDataset(AudioListDataset):
         test_fraction: Fraction of voice variants reserved for the test split.
         clip_seconds: Fixed clip length (trimmed words last about 0.3-0.8 s).
         transform: Optional callable applied to the waveform (e.g. a fbank transform).
-        random_crop: Cut clips longer than ``clip_seconds`` at a random offset.
+        random_crop, roll, mixup: Training augmentation, see ``AudioListDataset``.
         augment: ``None`` / ``"none"`` (default): clean clips. ``"realistic"`` (or a
             :class:`~m2pt.data.builtin.speech_channel.SpeechChannel`): clips put through recording
             conditions (speed, room, silence, noise, telephone, level), fixed per clip by ``seed``
@@ -170,7 +170,8 @@ class SpokenWordsDataset(AudioListDataset):
                  words: Sequence[str] = DIGIT_WORDS, test_fraction: float = 0.2,
                  clip_seconds: float = 1.0,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 random_crop: bool = False, augment: str | SpeechChannel | None = None) -> None:
+                 random_crop: bool = False, roll: bool = False, mixup: float = 0.0,
+                 augment: str | SpeechChannel | None = None) -> None:
         split = {"val": "test"}.get(split, split)
         if split not in ("train", "test"):
             raise DatasetError(f"split must be 'train' or 'test', got '{split}'")
@@ -191,4 +192,4 @@ class SpokenWordsDataset(AudioListDataset):
                                       seed, test_fraction, channel=channel, clip_seconds=clip_seconds)
         super().__init__(self.folder / f"{split}.csv", clip_seconds=clip_seconds,
                          classes=words, multi_label=False, random_crop=random_crop,
-                         transform=transform)
+                         transform=transform, roll=roll, mixup=mixup)
