@@ -62,6 +62,13 @@ def batch_seed(seed: int, epoch: int, batch_index: int, rank: int = 0) -> int:
     return derived_seed(seed, BATCH_STREAM, epoch, batch_index, rank)
 
 
+def _init_worker(worker_id: int) -> None:
+    """A worker must not keep the run folder's lock alive after the training process dies."""
+    from .run_lock import close_inherited_locks
+
+    close_inherited_locks()
+
+
 def _in_main_process() -> bool:
     """Whether this is the training process (whose generators must be left as they were)."""
     return get_worker_info() is None
@@ -165,7 +172,7 @@ class TrainLoader:
         self.loader = DataLoader(KeyedBatches(dataset, seed, batch_mix, rank), batch_sampler=self.sampler,
                                  num_workers=workers, collate_fn=_unchanged, pin_memory=pin_memory,
                                  persistent_workers=workers > 0, prefetch_factor=prefetch if workers else None,
-                                 generator=torch.Generator().manual_seed(seed))
+                                 generator=torch.Generator().manual_seed(seed), worker_init_fn=_init_worker)
 
     def epoch(self, epoch: int, batches: Sequence[Sequence[int]], first: int = 0) -> Iterator[tuple[Any, Any]]:
         """Yield ``(inputs, targets)`` of ``batches[first:]`` of ``epoch``, in order."""

@@ -21,6 +21,23 @@ from .run_dir import RunFolderError
 
 LOCK = ".m2pt.lock"
 
+#: Descriptors of the locks this process holds; a forked child inherits them (and with them the lock).
+_HELD_FDS: set[int] = set()
+
+
+def close_inherited_locks() -> None:
+    """In a forked child (a DataLoader worker), close the inherited lock descriptors without unlocking.
+
+    ``flock`` belongs to the open file, which a fork shares: a child that kept it open would hold
+    the run folder's lock after its parent was killed, until the child noticed and exited.
+    """
+    for fd in list(_HELD_FDS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_FDS.clear()
+
 
 class RunFolderLockedError(RunFolderError):
     """Another process holds the run folder's lock."""
@@ -56,6 +73,7 @@ class RunFolderLock:
                 "or choose another --output") from None
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv),
                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        _HELD_FDS.add(self._fd)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(owner).encode(), 0)
 
@@ -72,6 +90,7 @@ class RunFolderLock:
     def release(self) -> None:
         """Release the lock (idempotent); the lock file stays, empty of meaning."""
         if self._fd is not None:
+            _HELD_FDS.discard(self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
