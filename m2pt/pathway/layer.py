@@ -9,6 +9,7 @@ Forward and backward cost one weight-sized multiply-add per layer, not a second 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -141,3 +142,25 @@ class BiasPathway(nn.Module):
 
     def extra_repr(self) -> str:
         return f"aux_bias={tuple(self.aux_bias.shape)}, λ shared with the weight pathway"
+
+
+def split_linear_forward(module: nn.Module, x: Tensor) -> Tensor:
+    """``F.linear`` of a pathway ``nn.Linear`` that keeps ``λ W' x`` out of the low-precision weight.
+
+    Under autocast, ``F.linear(x, W + λW')`` rounds the merged weight to bf16/fp16 first: at
+    |λ| ≈ 1e-3, ``λW'`` is below half a bf16 ulp of ``W`` and most of it is lost. Here ``W x``
+    and each ``W'_k x`` are separate low-precision matmuls whose outputs are scaled by
+    ``λ_k`` and summed in float32 (returned in float32), so the pathway term is as precise as
+    any matmul output. Costs one extra matmul per auxiliary model, forward and backward. Only
+    used while autocast is on; otherwise this is ``F.linear(x, module.weight, module.bias)``.
+    """
+    if not torch.is_autocast_enabled(x.device.type):
+        return F.linear(x, module.weight, module.bias)
+    weights = module.parametrizations["weight"]
+    out = F.linear(x, weights.original).float()
+    for pathway in weights:
+        scale = pathway.scale.reshape(-1) if pathway.per_channel else pathway.scale
+        out = out + scale.float() * F.linear(x, pathway.aux_weight).float()
+    if module.bias is not None:
+        out = out + module.bias.float()
+    return out

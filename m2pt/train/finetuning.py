@@ -12,12 +12,14 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from m2pt.checkpoints import LoadReport, load_target_weights, save_model
-from m2pt.pathway import PathwayConfig, add_pathways, has_pathways, merge_pathways, pathway_summary, save_pathways
+from m2pt.pathway import add_pathways, has_pathways, merge_pathways, pathway_summary, save_pathways
 
-from .config import TrainConfig
+from .config import TrainConfig, resolve_for_world
 from .data import build_model, build_split
 from .distributed import DistInfo, distributed_session
-from .loop import autocast, fit
+from .linear_probe import fold_probe_head, prepare_linear_probe
+from .loop import fit
+from .precision import autocast
 from .metrics import mean_average_precision, topk_correct
 from .plots import write_plots
 from .run_dir import MetricsWriter, close_logger, make_logger, prepare_run_folder, write_config, write_final
@@ -70,7 +72,7 @@ def make_loss(config: TrainConfig, num_classes: int, multi_label: bool) -> Calla
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256,
-                   multi_label: bool = False, amp: bool = True) -> dict[str, float]:
+                   multi_label: bool = False, amp: bool = True, amp_dtype: str = "bf16") -> dict[str, float]:
     """Test loss and top-1/top-5 accuracy (%), or mAP (%) for multi-label data."""
     was_training = model.training
     model.eval()
@@ -79,7 +81,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, device: torch.device, bat
     scores, labels = [], []
     for x, y in loader:
         x, y = x.to(device), y.to(device)
-        with autocast(device, amp):
+        with autocast(device, amp, amp_dtype):
             logits = model(x).float()
         if multi_label:
             loss_sum += F.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum").item() / y.shape[1]
@@ -109,21 +111,25 @@ def predictions_match(model: nn.Module, merged: nn.Module, dataset: Dataset, dev
 
 
 def finetune(config: TrainConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-             info: Optional[DistInfo] = None) -> dict[str, Any]:
+             info: Optional[DistInfo] = None, handle_signals: bool = False) -> dict[str, Any]:
     """Fine-tune per ``config``; write the run folder; return the final metrics.
 
     Everything that can fail on bad input (output folder, data, checkpoints, pathway shapes)
-    is checked before the first step.
+    is checked before the first step. The batch and lr are resolved for the world size
+    (:func:`~m2pt.train.config.resolve_for_world`) and written to ``config.json`` as run.
+    ``handle_signals`` lets SIGINT/SIGTERM stop the run after saving (see :func:`~m2pt.train.loop.fit`).
 
     Returns:
         Final metrics; ``{"finished": False, ...}`` when a signal stopped the run (resume it
         with ``resume=True``).
     """
     with distributed_session(config.device, info) as session:
-        return _finetune(config, resume, overwrite, quiet, session)
+        return _finetune(resolve_for_world(config, session.world_size), resume, overwrite, quiet, session,
+                         handle_signals)
 
 
-def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, info: DistInfo) -> dict[str, Any]:
+def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, info: DistInfo,
+              handle_signals: bool) -> dict[str, Any]:
     folder = prepare_run_folder(config.output, resume, overwrite) if info.is_main else Path(config.output)
     logger = make_logger(folder if info.is_main else None, quiet or not info.is_main)
     try:
@@ -135,7 +141,9 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
         if config.init:
             load_initial_weights(model, config.init)
         if config.aux:
-            add_pathways(model, load_auxiliaries(config.aux), PathwayConfig.from_dict(config.pathway))
+            add_pathways(model, load_auxiliaries(config.aux), config.pathway)
+        if config.linear_probe:
+            prepare_linear_probe(model)
         model.to(info.device)
         seed_everything(config.seed + info.rank)
         if info.is_main:
@@ -148,10 +156,12 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
                 logger.info(str(pathway_summary(model)).split("\n")[2])
 
         def evaluate(m: nn.Module) -> dict[str, float]:
-            return evaluate_model(m, test_set, info.device, multi_label=multi_label, amp=config.amp)
+            return evaluate_model(m, test_set, info.device, multi_label=multi_label, amp=config.amp,
+                                  amp_dtype=config.amp_dtype)
 
         result = fit(config, model, train_set, make_loss(config, num_classes, multi_label), info,
-                     folder if info.is_main else None, logger, evaluate, resume=resume, quiet=quiet)
+                     folder if info.is_main else None, logger, evaluate, resume=resume, quiet=quiet,
+                     handle_signals=handle_signals)
         if not result.finished:
             return {"finished": False, "step": result.step, "stop_reason": result.stop_reason}
         if not info.is_main:
@@ -166,6 +176,8 @@ def _finish(config: TrainConfig, folder: Path, model: nn.Module, test_set: Datas
     """Merge, verify, save the plain model, plot, and write ``final_metrics.json`` (last)."""
     records = MetricsWriter(folder).read()
     final: dict[str, Any] = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"}}
+    if config.linear_probe:
+        fold_probe_head(model)
     plain = model
     if has_pathways(model):
         save_pathways(model, folder / "pathways.safetensors")
