@@ -154,6 +154,11 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
                         f"{info.world_size} process(es)")
             if has_pathways(model):
                 logger.info(str(pathway_summary(model)).split("\n")[2])
+                if (config.amp and info.device.type == "cuda" and config.amp_dtype == "bf16"
+                        and not config.pathway.split_under_autocast):
+                    logger.warning("bf16 autocast rounds W + λW' to bf16, which keeps about half of λW' at "
+                                   "|λ| ~ 1e-3 (fp16: 0.96); --amp-dtype fp16 (the base methods' choice) or "
+                                   "--split-under-autocast keeps it")
 
         def evaluate(m: nn.Module) -> dict[str, float]:
             return evaluate_model(m, test_set, info.device, multi_label=multi_label, amp=config.amp,
