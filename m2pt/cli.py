@@ -204,6 +204,9 @@ def config_from_args(args: argparse.Namespace, task: str) -> "Any":
             loaded = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise TrainConfigError(f"--config {path} is not valid JSON: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise TrainConfigError(f"--config {path} must hold a JSON object of training options, "
+                                   f"got a {type(loaded).__name__}")
         if loaded.get("task", task) != task:
             raise TrainConfigError(f"--config {path} is a {loaded['task']} configuration; run it with "
                                    f"'m2pt {loaded['task']} --config {path}'")

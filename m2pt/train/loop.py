@@ -24,7 +24,7 @@ from m2pt.pathway import param_groups, pathway_scales
 
 from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_any, barrier
-from .precision import MixedPrecision, autocast
+from .precision import MixedPrecision
 from .run_dir import CHECKPOINT, MetricsWriter
 from .schedule import lr_at, set_lr
 from .signals import NoStopRequest, StopRequest
@@ -182,7 +182,7 @@ def fit(
     def read_loss(loss: Tensor, since_step: int) -> float:
         value = loss.item()
         if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at step {step} (finite at step {since_step}); "
+            raise FloatingPointError(f"loss is {value} at step {step} (last read finite at step {since_step}); "
                                      "lower the learning rate")
         return value
 

@@ -25,14 +25,14 @@ ENCODER_FILE = "encoder.safetensors"
 
 @torch.no_grad()
 def reconstruction_loss(mae: MaskedAutoencoder, dataset: Dataset, device: torch.device, batch_size: int = 64,
-                        seed: int = 0, amp: bool = True) -> dict[str, float]:
+                        seed: int = 0, amp: bool = True, amp_dtype: str = "bf16") -> dict[str, float]:
     """Mean masked-token loss on ``dataset`` with a fixed masking seed (comparable across epochs)."""
     was_training = mae.training
     mae.eval()
     generator = torch.Generator().manual_seed(seed)
     total, count = 0.0, 0
     for x, _ in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        with autocast(device, amp):
+        with autocast(device, amp, amp_dtype):
             total += mae(x.to(device), generator=generator).item() * x.shape[0]
         count += x.shape[0]
     mae.train(was_training)
@@ -72,7 +72,8 @@ def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             return model(x)
 
         def evaluate(model: nn.Module) -> dict[str, float]:
-            return reconstruction_loss(model, test_set, info.device, seed=config.seed, amp=config.amp)
+            return reconstruction_loss(model, test_set, info.device, seed=config.seed, amp=config.amp,
+                                       amp_dtype=config.amp_dtype)
 
         result = fit(config, mae, train_set, loss, info, folder if info.is_main else None, logger, evaluate,
                      resume=resume, quiet=quiet, handle_signals=handle_signals)

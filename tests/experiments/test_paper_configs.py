@@ -65,6 +65,9 @@ def test_bad_config_files_are_refused(tmp_path, capsys):
     broken.write_text("{not json")
     assert main(["finetune", "--config", str(broken), "--print-config"]) == 2
     assert "is not valid JSON" in capsys.readouterr().err
+    broken.write_text("[1, 2]")
+    assert main(["finetune", "--config", str(broken), "--print-config"]) == 2
+    assert "must hold a JSON object" in capsys.readouterr().err
     assert main(["finetune", "--config", str(tmp_path / "missing.json"), "--print-config"]) == 2
     assert "no such file" in capsys.readouterr().err
 

@@ -88,7 +88,7 @@ def test_loss_is_read_every_n_steps_and_a_nan_stops_before_any_checkpoint(tmp_pa
         loss = F.cross_entropy(model(x), y)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    with pytest.raises(FloatingPointError, match=r"loss is nan at step 5 \(finite at step 1\)"):
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 5 \(last read finite at step 1\)"):
         _fit(tmp_path, loss_fn)
     assert not (tmp_path / "checkpoint.pt").exists()
 
