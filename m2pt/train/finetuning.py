@@ -152,6 +152,8 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             logger.info(f"fine-tuning {config.modality}/{config.preset} on {len(train_set)} items, "
                         f"{num_classes} classes, {len(config.aux)} auxiliary model(s), device {info.device}, "
                         f"{info.world_size} process(es)")
+            logger.info(f"global batch {config.global_batch_size} = {info.world_size} process(es) x "
+                        f"{config.batch_size} x {config.accum_steps} accumulation step(s); peak lr {config.lr:.3g}")
             if has_pathways(model):
                 logger.info(str(pathway_summary(model)).split("\n")[2])
                 if (config.amp and info.device.type == "cuda" and config.amp_dtype == "bf16"
