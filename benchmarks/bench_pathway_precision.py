@@ -66,14 +66,15 @@ def layer_cosine(split: bool, scale: float = 1e-3) -> float:
 
 
 def step_time(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-              amp: bool) -> float:
-    started = time.perf_counter()
+              amp: bool) -> tuple[float, float]:
+    """Wall and CPU seconds of one training step (CPU time is less sensitive to a shared machine)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         loss = F.cross_entropy(model(x), y)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -99,18 +100,19 @@ def main() -> None:
         optimizers[variant] = torch.optim.AdamW(m2pt.param_groups(models[variant]), lr=1e-4)
     x, y = torch.randn(args.batch, 3, args.img, args.img), torch.randint(0, 10, (args.batch,))
     runs = [("merged", True), ("split", True), ("merged", False)]
-    times: dict[tuple[str, bool], list[float]] = {run: [] for run in runs}
+    times: dict[tuple[str, bool], list[tuple[float, float]]] = {run: [] for run in runs}
     for run in runs:  # warm-up
         step_time(models[run[0]], optimizers[run[0]], x, y, run[1])
     for _ in range(args.rounds):
         for run in runs:
             times[run].append(step_time(models[run[0]], optimizers[run[0]], x, y, run[1]))
-    median = {run: statistics.median(t) for run, t in times.items()}
-    print(f"{args.model} at {args.img}px, batch {args.batch}, train step (median of {args.rounds}): "
-          f"merged bf16 {median[('merged', True)]:.3f} s, split bf16 {median[('split', True)]:.3f} s, "
-          f"merged float32 {median[('merged', False)]:.3f} s")
-    print(f"split / merged (bf16 autocast): {median[('split', True)] / median[('merged', True)]:.2f}x; "
-          f"merged bf16 / float32: {median[('merged', True)] / median[('merged', False)]:.2f}x")
+    for index, clock in enumerate(("wall", "CPU")):
+        median = {run: statistics.median(t[index] for t in samples) for run, samples in times.items()}
+        print(f"{args.model} at {args.img}px, batch {args.batch}, train step, {clock} time (median of "
+              f"{args.rounds}): merged bf16 {median[('merged', True)]:.3f} s, split bf16 "
+              f"{median[('split', True)]:.3f} s, merged float32 {median[('merged', False)]:.3f} s")
+        print(f"  split / merged (bf16 autocast): {median[('split', True)] / median[('merged', True)]:.2f}x; "
+              f"merged bf16 / float32: {median[('merged', True)] / median[('merged', False)]:.2f}x")
 
 
 if __name__ == "__main__":

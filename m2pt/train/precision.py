@@ -68,5 +68,6 @@ class MixedPrecision:
         return self.scaler.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        if state:
+        """Restore the loss scale of a resumed fp16 run (ignored when this run needs no scaler)."""
+        if state and self.scaler.is_enabled():
             self.scaler.load_state_dict(state)

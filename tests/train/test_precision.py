@@ -43,6 +43,16 @@ def test_fp16_scaler_scales_the_loss_and_skips_steps_with_overflowing_gradients(
     assert model.weight.grad is None
 
 
+def test_scaler_state_survives_a_resume():
+    saved = MixedPrecision("cpu", "fp16", enabled=True)
+    saved.scaler.scale(torch.ones(()))
+    saved.scaler.update(1024.0)
+    resumed = MixedPrecision("cpu", "fp16", enabled=True)
+    resumed.load_state_dict(saved.state_dict())
+    assert resumed.scaler.get_scale() == 1024.0
+    MixedPrecision("cpu", "bf16", enabled=True).load_state_dict(saved.state_dict())  # no scaler: ignored
+
+
 def test_bf16_and_float32_need_no_scaler():
     assert not MixedPrecision("cpu", "bf16", enabled=True).scaler.is_enabled()
     assert not MixedPrecision("cpu", "fp16", enabled=False).scaler.is_enabled()
