@@ -51,7 +51,8 @@ class PathwayConfig:
         split_under_autocast: Under autocast, compute ``W x`` and ``W' x`` as separate
             low-precision matmuls and add ``λ W' x`` in float32, instead of rounding
             ``W + λ W'`` to bf16/fp16 (which loses most of ``λ W'`` at |λ| ≈ 1e-3 in bf16).
-            ``nn.Linear`` layers only; about 2x the matmul cost of the pathway layers.
+            ``nn.Linear`` layers only; one extra matmul per layer in the forward (a ViT-S
+            training step under CPU bf16 autocast: 1.28x, ``benchmarks/bench_pathway_precision.py``).
     """
 
     layers: Union[Sequence[str], str] = DEFAULT_LAYERS
