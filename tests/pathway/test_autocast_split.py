@@ -97,3 +97,12 @@ def test_pathway_vit_compiles_without_graph_breaks(split):
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=split):
         explanation = torch._dynamo.explain(model)(images())
     assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_split_option_survives_save_and_load(tmp_path):
+    model = tiny_vit()
+    m2pt.add_pathways(model, tiny_vit(seed=1), split_under_autocast=True)
+    m2pt.save_pathways(model, tmp_path / "p.safetensors")
+    loaded = m2pt.load_pathways(tiny_vit(seed=2), tmp_path / "p.safetensors")
+    assert loaded.pathway_config.split_under_autocast
+    assert all(getattr(m, "split_under_autocast", False) for m in loaded.modules() if hasattr(m, "parametrizations"))
