@@ -226,6 +226,9 @@ def config_from_args(args: argparse.Namespace, task: str) -> "Any":
     options["data_options"] = {**options.get("data_options", {}), **dict(args.data_option)}
     for key, value in args.set_options:
         _set_option(options, key, value)
+    set_keys = {key for key, _ in args.set_options}
+    if (args.blr is not None or "blr" in set_keys) and args.lr is None and "lr" not in set_keys:
+        options["lr"] = None  # an explicit base lr replaces a recipe's absolute lr
     if task == "pretrain" and not mask_ratio_given and args.mask_ratio is None and not any(
             k == "mask_ratio" for k, _ in args.set_options):
         options["mask_ratio"] = DEFAULT_MASK_RATIO.get(options.get("modality", "image"), 0.75)

@@ -116,3 +116,10 @@ def test_new_training_flags_reach_the_config():
             config.global_batch_size) == ("fp16", True, 3.0, "lars", True, 64)
     with pytest.raises(SystemExit):
         parser.parse_args(["finetune", "--output", "x", "--amp-dtype", "fp8"])
+
+
+def test_an_explicit_blr_replaces_the_recipes_absolute_lr(capsys, monkeypatch):
+    assert _printed(capsys, monkeypatch, 2, "--recipe", "cpu")["lr"] == 1e-3  # the cpu recipe's absolute lr
+    printed = _printed(capsys, monkeypatch, 2, "--recipe", "cpu", "--blr", "1e-3")
+    assert printed["lr"] == pytest.approx(1e-3 * 128 * 2 / 256)
+    assert _printed(capsys, monkeypatch, 2, "--recipe", "cpu", "--blr", "1e-3", "--lr", "5e-4")["lr"] == 5e-4
