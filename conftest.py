@@ -2,5 +2,5 @@
 
 import os
 
-# Before torch is imported (see m2pt/__init__.py): tests often share the machine with other work.
+# Before torch is imported (as m2pt.cli.configure_process does): tests often share the machine with other work.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

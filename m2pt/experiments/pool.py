@@ -14,13 +14,14 @@ event that each worker watches.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .runner import Job, Outcome, RunInterrupted, Runner, RunnerOptions, run_job
 
@@ -67,6 +68,7 @@ def _watch_stop(event: Any) -> None:
 
 
 def _init_worker(threads: int, event: Any) -> None:
+    """Process-wide settings of a worker: torch threads, signals left to the run in progress."""
     import torch
 
     global _stop_event
@@ -75,6 +77,24 @@ def _init_worker(threads: int, event: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(threads)
     threading.Thread(target=_watch_stop, args=(event,), daemon=True, name="m2pt-stop-watch").start()
+
+
+@contextlib.contextmanager
+def _worker_environment() -> Iterator[None]:
+    """``OMP_WAIT_POLICY=PASSIVE`` (unless set) in the environment the workers are spawned with.
+
+    OpenMP reads it once, when torch loads, which in a spawned worker happens before its
+    initialiser runs; so it is given to the workers at spawn time and this process gets its own
+    environment back afterwards.
+    """
+    if "OMP_WAIT_POLICY" in os.environ:
+        yield
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_WAIT_POLICY", None)
 
 
 def _run_in_worker(options: RunnerOptions, job: Job) -> Outcome:
@@ -114,7 +134,8 @@ def _run_parallel(runner: Runner, jobs: Sequence[Job], finished: Callable[[Outco
     interrupted: list[str] = []
     with StopRequest() as stop, ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                                     initargs=(threads, event)) as pool:
-        submitted = [pool.submit(_run_in_worker, options, job) for job in jobs]
+        with _worker_environment():
+            submitted = [pool.submit(_run_in_worker, options, job) for job in jobs]
         order = {future: index for index, future in enumerate(submitted)}
         pending: set[Future] = set(submitted)
         while pending:

@@ -138,7 +138,8 @@ class Runner:
         resume = _same_fingerprint(folder, fingerprint) and (folder / CHECKPOINT).is_file()
         _write_fingerprint(folder, fingerprint)
         config = TrainConfig(**{**LOADING, **spec.options, "output": str(folder)})
-        result = pretrain(config, resume=resume, overwrite=not resume, quiet=self.options.quiet)
+        result = pretrain(config, resume=resume, overwrite=not resume, quiet=self.options.quiet,
+                          handle_signals=True)
         if not result.get("finished", False):
             raise RunInterrupted(f"pretraining {spec.source} stopped ({result.get('stop_reason')})")
         (folder / CHECKPOINT).unlink(missing_ok=True)
@@ -190,7 +191,8 @@ class Runner:
         else:
             resume = same and (folder / CHECKPOINT).is_file()
             _write_fingerprint(folder, fingerprint)
-            final = finetune(config, resume=resume, overwrite=not resume, quiet=self.options.quiet)
+            final = finetune(config, resume=resume, overwrite=not resume, quiet=self.options.quiet,
+                             handle_signals=True)
             if not final.get("finished", False):
                 raise RunInterrupted(f"run {run.run_id} stopped ({final.get('stop_reason')})")
             wall = time.perf_counter() - started

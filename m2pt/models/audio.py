@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from timm.layers import PatchEmbed, trunc_normal_
 
-from .input_checks import check_input
+from .input_checks import check_input, finite_checks_enabled
 from .pos_embed import sincos_2d_pos_embed
 from .transformer import TimmApiMixin, build_blocks, init_transformer_weights
 
@@ -91,5 +91,5 @@ class AudioTransformer(TimmApiMixin, nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.input_size, "audio model")
+        check_input(x, self.input_size, "audio model", finite=finite_checks_enabled(self))
         return self.forward_head(self.forward_features(x))

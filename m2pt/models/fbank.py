@@ -10,7 +10,6 @@ from typing import Iterable, Optional, Tuple
 import torch
 from torch import nn
 from ..optional import optional_import
-from .threads import single_threaded
 
 __all__ = ["AUDIOSET_FBANK_MEAN", "AUDIOSET_FBANK_STD", "FbankTransform", "SpecAugment", "compute_fbank_stats"]
 
@@ -114,18 +113,17 @@ class FbankTransform(nn.Module):
             raise ValueError(f"waveform too short for one {self.frame_length_ms} ms frame: "
                              f"{waveform.shape[-1]} samples < {min_samples}")
         waveform = waveform.float()
-        with single_threaded(waveform):
-            return _torchaudio().compliance.kaldi.fbank(
-                (waveform - waveform.mean())[None],
-                htk_compat=True,
-                sample_frequency=self.sample_rate,
-                use_energy=False,
-                window_type="hanning",
-                num_mel_bins=self.num_mel_bins,
-                dither=0.0,
-                frame_shift=self.frame_shift_ms,
-                frame_length=self.frame_length_ms,
-            )
+        return _torchaudio().compliance.kaldi.fbank(
+            (waveform - waveform.mean())[None],
+            htk_compat=True,
+            sample_frequency=self.sample_rate,
+            use_energy=False,
+            window_type="hanning",
+            num_mel_bins=self.num_mel_bins,
+            dither=0.0,
+            frame_shift=self.frame_shift_ms,
+            frame_length=self.frame_length_ms,
+        )
 
     def fix_length(self, frames: torch.Tensor) -> torch.Tensor:
         """Zero-pad at the end or cut [T', F] to [target_length, F]."""

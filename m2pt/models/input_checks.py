@@ -3,7 +3,7 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["check_input", "format_shape", "ImageInputCheck"]
+__all__ = ["check_input", "check_finite_inputs", "format_shape", "ImageInputCheck"]
 
 
 def format_shape(shape: Sequence[Optional[int]]) -> str:
@@ -16,17 +16,23 @@ def check_input(
         expected: Sequence[Optional[int]],
         what: str,
         symbols: Optional[Sequence[str]] = None,
+        finite: bool = False,
 ) -> None:
-    """Check a batched input tensor's shape and values.
+    """Check a batched input tensor's shape (and, with `finite`, its values).
+
+    The shape checks read only tensor metadata. The value check reads every element, which on
+    an accelerator waits for the device (a host-device synchronisation per forward): models
+    run it only when asked to (:func:`check_finite_inputs`).
 
     Args:
         x: Input tensor, batch first.
         expected: Expected shape without the batch dimension; `None` matches any size.
         what: Name used in the message, e.g. "image model".
         symbols: Names for `None` entries in the message (default "?").
+        finite: Also fail on NaN or inf values.
 
     Raises:
-        ValueError: Wrong type, number of dims or sizes, an empty batch, or non-finite values.
+        ValueError: Wrong type, number of dims or sizes, an empty batch, or (with `finite`) non-finite values.
     """
     symbols = list(symbols or [])
     shown = ["B"] + [s if s is not None else (symbols.pop(0) if symbols else "?") for s in expected]
@@ -38,8 +44,23 @@ def check_input(
         raise ValueError(f"{what} got an empty input {format_shape(list(x.shape))}")
     # The value check needs the data: skipped while torch.export / torch.compile trace the model
     # (an exported graph has no data to check, and reading it would break the graph).
-    if x.is_floating_point() and not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
+    if finite and x.is_floating_point() and not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{what} got non-finite values (NaN or inf) in its input")
+
+
+def check_finite_inputs(model: torch.nn.Module, enabled: bool = True) -> torch.nn.Module:
+    """Make an m2pt model also reject NaN/inf inputs (off by default: it costs a device sync per forward).
+
+    Returns:
+        `model`.
+    """
+    model.check_finite_inputs = enabled
+    return model
+
+
+def finite_checks_enabled(module: torch.nn.Module) -> bool:
+    """Whether :func:`check_finite_inputs` turned the value check on for `module`."""
+    return bool(getattr(module, "check_finite_inputs", False))
 
 
 class ImageInputCheck:
@@ -55,4 +76,4 @@ class ImageInputCheck:
     def __call__(self, module: torch.nn.Module, args: tuple) -> None:
         if not args:
             raise ValueError(f"image model expects input {format_shape(['B', *self.input_size])}, got nothing")
-        check_input(args[0], self.input_size, "image model")
+        check_input(args[0], self.input_size, "image model", finite=finite_checks_enabled(module))

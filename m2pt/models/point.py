@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from timm.layers import trunc_normal_
 
-from .input_checks import check_input
+from .input_checks import check_input, finite_checks_enabled
 from .point_ops import group_points, three_nn_interpolate
 from .transformer import TimmApiMixin, build_blocks, init_transformer_weights
 
@@ -122,7 +122,7 @@ class PointTransformer(TimmApiMixin, nn.Module):
             raise ValueError(
                 f"point model needs at least max(group_size={self.group_size}, num_groups={self.num_groups}) "
                 f"points per cloud, got {points.shape[1]}")
-        check_input(points, (self.num_points, 3), "point model")
+        check_input(points, (self.num_points, 3), "point model", finite=finite_checks_enabled(self))
 
     def group(self, points: torch.Tensor, generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """[B, N, 3] -> (neighborhood [B, G, K, 3] centred, center [B, G, 3])."""

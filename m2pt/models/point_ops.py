@@ -9,7 +9,6 @@ from typing import Optional, Tuple
 
 import torch
 
-from .threads import single_threaded
 
 __all__ = [
     "farthest_point_sample",
@@ -48,12 +47,11 @@ def farthest_point_sample(
         farthest = torch.randint(num_points, (batch,), generator=generator, device=generator.device).to(points.device)
     indices = torch.empty(batch, num_samples, dtype=torch.long, device=points.device)
     min_sq_dist = torch.full((batch, num_points), float("inf"), device=points.device)
-    with single_threaded(points):
-        for i in range(num_samples):
-            indices[:, i] = farthest
-            picked = torch.gather(xyz, 2, farthest[:, None, None].expand(-1, 3, 1))
-            torch.minimum(min_sq_dist, (xyz - picked).square_().sum(1), out=min_sq_dist)
-            farthest = min_sq_dist.argmax(-1)
+    for i in range(num_samples):
+        indices[:, i] = farthest
+        picked = torch.gather(xyz, 2, farthest[:, None, None].expand(-1, 3, 1))
+        torch.minimum(min_sq_dist, (xyz - picked).square_().sum(1), out=min_sq_dist)
+        farthest = min_sq_dist.argmax(-1)
     return indices
 
 

@@ -35,6 +35,9 @@ _CPU_INPUTS: Dict[str, Dict[str, Any]] = {
     "point": dict(num_points=1024, num_groups=64, group_size=32),
     "audio": dict(target_length=96, num_mel_bins=128, patch_size=16),
 }
+#: Where a base method's own model differs from the size preset: Point-MAE uses 6 heads
+#: (cfgs/finetune_modelnet.yaml, cfgs/pretrain.yaml), for the target and for point auxiliaries.
+_METHOD_SIZES: Dict[str, Dict[str, Dict[str, Any]]] = {"point": {"base": dict(num_heads=6)}}
 INPUT_PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
     modality: {"base": _PAPER_INPUTS[modality], "small": _CPU_INPUTS[modality], "tiny": _CPU_INPUTS[modality]}
     for modality in MODALITIES
@@ -55,4 +58,5 @@ def preset_kwargs(modality: str, preset: str) -> Dict[str, Any]:
         raise ValueError(f"unknown modality {modality!r}; valid modalities: {', '.join(MODALITIES)}")
     if preset not in SIZE_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    return {**SIZE_PRESETS[preset], **INPUT_PRESETS[modality][preset]}
+    return {**SIZE_PRESETS[preset], **_METHOD_SIZES.get(modality, {}).get(preset, {}),
+            **INPUT_PRESETS[modality][preset]}

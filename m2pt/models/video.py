@@ -9,7 +9,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from .input_checks import check_input
+from .input_checks import check_input, finite_checks_enabled
 from .pos_embed import sincos_3d_pos_embed, sinusoid_1d_table
 from .transformer import TimmApiMixin, build_blocks, init_transformer_weights
 
@@ -112,5 +112,5 @@ class VideoTransformer(TimmApiMixin, nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.input_size, "video model")
+        check_input(x, self.input_size, "video model", finite=finite_checks_enabled(self))
         return self.forward_head(self.forward_features(x))

@@ -334,6 +334,8 @@ def add_pathways(
             train_scale=config.train_scale, train_aux=config.train_aux, train_target=config.train_target,
             aux_name=item.aux_name, aux_index=item.aux_index,
         )
+        if config.split_under_autocast:
+            modules[item.target_name].split_under_autocast = True
     target.pathway_config = config
     guard_save_pretrained(target)
     expose_pathway_names(target)

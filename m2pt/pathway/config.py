@@ -48,6 +48,11 @@ class PathwayConfig:
             weight it is added to, so that λ means the same thing for every layer.
         scale_lr_mult: Learning-rate multiplier for λ used by :func:`m2pt.param_groups`
             (1.0 = paper).
+        split_under_autocast: Under autocast, compute ``W x`` and ``W' x`` as separate
+            low-precision matmuls and add ``λ W' x`` in float32, instead of rounding
+            ``W + λ W'`` to bf16/fp16 (which loses most of ``λ W'`` at |λ| ≈ 1e-3 in bf16).
+            ``nn.Linear`` layers only; one extra matmul per layer in the forward (a ViT-S
+            training step under CPU bf16 autocast: 1.28x, ``benchmarks/bench_pathway_precision.py``).
     """
 
     layers: Union[Sequence[str], str] = DEFAULT_LAYERS
@@ -61,6 +66,7 @@ class PathwayConfig:
     block_pattern: str = DEFAULT_BLOCK_PATTERN
     aux_norm: Literal["none", "match_target"] = "none"
     scale_lr_mult: float = 1.0
+    split_under_autocast: bool = False
 
     def __post_init__(self) -> None:
         if self.scale_shape not in ("scalar", "channel"):

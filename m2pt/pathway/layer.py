@@ -9,6 +9,7 @@ Forward and backward cost one weight-sized multiply-add per layer, not a second 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -143,3 +144,76 @@ class BiasPathway(nn.Module):
 
     def extra_repr(self) -> str:
         return f"aux_bias={tuple(self.aux_bias.shape)}, λ shared with the weight pathway"
+
+
+class _SplitLinear(torch.autograd.Function):
+    """``x W^T + Σ_k λ_k (x W'_k^T)`` under autocast: low-precision matmuls, float32 sum.
+
+    The forward keeps each pathway term out of the rounded weight (one matmul per auxiliary
+    model more than a plain layer). The backward needs no extra matmul: ``dx`` uses the merged
+    weight ``W + Σ λ_k W'_k`` rounded once, and ``dW_eff = dy^T x`` gives ``dW = dW_eff``,
+    ``dW'_k = λ_k dW_eff`` and ``dλ_k = <dW_eff, W'_k>`` (per output channel for a per-channel λ).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, *pairs: Tensor) -> Tensor:
+        device_type = x.device.type
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch.autocast(device_type, enabled=False):
+            low_x = x.to(dtype)
+            out = F.linear(low_x, weight.to(dtype)).float()
+            for scale, aux in zip(pairs[0::2], pairs[1::2]):
+                out += scale.float().reshape(-1) * F.linear(low_x, aux.to(dtype)).float()
+        ctx.save_for_backward(low_x, weight, *pairs)
+        ctx.x_dtype = x.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        low_x, weight, *pairs = ctx.saved_tensors
+        scales, auxes = pairs[0::2], pairs[1::2]
+        needs = ctx.needs_input_grad
+        grad_x = grad_weight = None
+        grad_pairs: list[Tensor | None] = [None] * len(pairs)
+        with torch.autocast(grad.device.type, enabled=False):
+            low_grad = grad.to(low_x.dtype)
+            if needs[0]:
+                merged = weight.detach().float().clone()
+                for scale, aux in zip(scales, auxes):
+                    merged.addcmul_(scale.detach().float(), aux.detach().float())
+                grad_x = F.linear(low_grad, merged.to(low_x.dtype).t()).to(ctx.x_dtype)
+            if any(needs[1:]):
+                grad_eff = (low_grad.reshape(-1, low_grad.shape[-1]).t()
+                            @ low_x.reshape(-1, low_x.shape[-1])).float()
+                if needs[1]:
+                    grad_weight = grad_eff.to(weight.dtype)
+                for k, (scale, aux) in enumerate(zip(scales, auxes)):
+                    if needs[2 + 2 * k]:
+                        if scale.dim() == 0:
+                            grad_pairs[2 * k] = torch.dot(grad_eff.reshape(-1), aux.float().reshape(-1)).to(scale.dtype)
+                        else:
+                            grad_pairs[2 * k] = (grad_eff * aux.float()).sum(dim=1, keepdim=True).to(scale.dtype)
+                    if needs[3 + 2 * k]:
+                        grad_pairs[2 * k + 1] = (grad_eff * scale.float()).to(aux.dtype)
+        return (grad_x, grad_weight, *grad_pairs)
+
+
+def split_linear_forward(module: nn.Module, x: Tensor) -> Tensor:
+    """``F.linear`` of a pathway ``nn.Linear`` that keeps ``λ W' x`` out of the low-precision weight.
+
+    Under autocast, ``F.linear(x, W + λW')`` rounds the merged weight to bf16/fp16 first: at
+    |λ| ≈ 1e-3, ``λW'`` is below half a bf16 ulp of ``W`` and most of it is lost. Here ``W x``
+    and each ``W'_k x`` are separate low-precision matmuls whose outputs are scaled by
+    ``λ_k`` and summed in float32 (returned in float32), so the pathway term is as precise as
+    any matmul output (:class:`_SplitLinear`: one extra matmul per auxiliary model in the
+    forward, none in the backward). Only used while autocast is on; otherwise this is
+    ``F.linear(x, module.weight, module.bias)``.
+    """
+    if not torch.is_autocast_enabled(x.device.type):
+        return F.linear(x, module.weight, module.bias)
+    weights = module.parametrizations["weight"]
+    pairs = [t for pathway in weights for t in (pathway.scale, pathway.aux_weight)]
+    out = _SplitLinear.apply(x, weights.original, *pairs)
+    if module.bias is not None:
+        out = out + module.bias.float()
+    return out

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .errors import PathwayError
-from .layer import BiasPathway, Pathway
+from .layer import BiasPathway, Pathway, split_linear_forward
 
 PathwayParametrization = Union[Pathway, BiasPathway]
 
@@ -66,16 +66,22 @@ def _fuse(self: nn.Module) -> nn.Module:
     return plain
 
 
+def _split_forward(self: nn.Module, x: Tensor) -> Tensor:
+    """``nn.Linear.forward``, or :func:`split_linear_forward` when ``split_under_autocast`` is on."""
+    if getattr(self, "split_under_autocast", False):
+        return split_linear_forward(self, x)
+    return super(type(self), self).forward(x)
+
+
 def _mark_pathway_class(module: nn.Module) -> None:
     if getattr(type(module), _MARKER, False):
         return
     parametrized_cls = type(module)
     original_cls = parametrized_cls.__bases__[0]
-    module.__class__ = type(
-        f"Pathway{original_cls.__name__}",
-        (parametrized_cls,),
-        {_MARKER: True, "_m2pt_original_class": original_cls, "fuse": _fuse, "__module__": __name__},
-    )
+    members = {_MARKER: True, "_m2pt_original_class": original_cls, "fuse": _fuse, "__module__": __name__}
+    if original_cls is nn.Linear:
+        members["forward"] = _split_forward
+    module.__class__ = type(f"Pathway{original_cls.__name__}", (parametrized_cls,), members)
 
 
 def attach_pathway(
@@ -175,6 +181,7 @@ def fold_pathways(module: nn.Module) -> None:
     # module's class, and deep copies of a parametrized module share that class: removing it
     # would break the other copies. Restoring the instance's class leaves the shared one intact.
     module.__class__ = type(module)._m2pt_original_class
+    module.__dict__.pop("split_under_autocast", None)
     del module._modules["parametrizations"]
     for name, parameter in originals.items():
         with torch.no_grad():

@@ -118,5 +118,8 @@ def load_pathways(target: nn.Module, path: PathLike, strict: bool = True) -> nn.
     config = json.loads(metadata.get("config", "{}"))
     if config:
         target.pathway_config = PathwayConfig.from_dict(config)
+        if target.pathway_config.split_under_autocast:
+            for _, layer in iter_pathway_layers(target):
+                layer.split_under_autocast = True
     guard_save_pretrained(target)
     return target

@@ -33,8 +33,11 @@ def _median_ms(model: torch.nn.Module, x: torch.Tensor, repeats: int = 7) -> flo
 
 
 def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quiet: bool = False,
-             overwrite: bool = True) -> dict[str, Any]:
-    """Run the demo into ``output`` and return its numbers (also printed as a table)."""
+             overwrite: bool = True, handle_signals: bool = False) -> dict[str, Any]:
+    """Run the demo into ``output`` and return its numbers (also printed as a table).
+
+    ``handle_signals``: SIGINT/SIGTERM stop a run after saving (the ``m2pt demo`` command turns it on).
+    """
     root = Path(output)
     started = time.perf_counter()
     aux_epochs, epochs, train_size = (2, 1, 2000) if quick else (6, 3, 12000)
@@ -44,7 +47,7 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
         warmup_epochs=1, mask_ratio=0.8, decoder_dim=128, decoder_depth=2, min_lr=1e-5, seed=seed,
         cache_data=True)
     print(f"[1/3] MAE-pretraining the auxiliary audio model ({aux_epochs} epochs on generated spoken digits)")
-    aux_result = pretrain(aux_config, overwrite=overwrite, quiet=quiet)
+    aux_result = pretrain(aux_config, overwrite=overwrite, quiet=quiet, handle_signals=handle_signals)
     if not aux_result["finished"]:
         return _stopped(aux_result)
     aux_path = str(root / "aux_audio_mae" / ENCODER_FILE)
@@ -54,12 +57,13 @@ def run_demo(output: str = "runs/demo", quick: bool = False, seed: int = 0, quie
         epochs=epochs, batch_size=128, lr=1e-3, warmup_epochs=0.5, weight_decay=0.05, label_smoothing=0.1,
         min_lr=1e-5, seed=seed)
     print(f"[2/3] fine-tuning the image ViT without pathways ({epochs} epochs on {train_size} Fashion-MNIST images)")
-    plain = finetune(base.replace(output=str(root / "image_plain")), overwrite=overwrite, quiet=quiet)
+    plain = finetune(base.replace(output=str(root / "image_plain")), overwrite=overwrite, quiet=quiet,
+                     handle_signals=handle_signals)
     if not plain["finished"]:
         return _stopped(plain)
     print("[3/3] fine-tuning the same ViT with pathways from the audio model (same data order and budget)")
     m2pt_run = finetune(base.replace(output=str(root / "image_m2pt"), aux=[aux_path]), overwrite=overwrite,
-                        quiet=quiet)
+                        quiet=quiet, handle_signals=handle_signals)
 
     if not m2pt_run["finished"]:
         return _stopped(m2pt_run)

@@ -14,13 +14,15 @@ from torch.utils.data import Dataset
 from m2pt.checkpoints import LoadReport, load_target_weights, save_model
 from m2pt.data.augment.images import batch_mixup
 from m2pt.data.class_map import match_classes
-from m2pt.pathway import PathwayConfig, add_pathways, has_pathways, merge_pathways, pathway_summary, save_pathways
+from m2pt.pathway import add_pathways, has_pathways, merge_pathways, pathway_summary, save_pathways
 
-from .config import TrainConfig
+from .config import TrainConfig, resolve_for_world
 from .data import build_model, build_split, check_separate_test_data
 from .distributed import DistInfo, distributed_session
+from .linear_probe import fold_probe_head, prepare_linear_probe
 from .loader import BatchMix, TrainLoader
-from .loop import autocast, fit, resolve_workers
+from .loop import fit, resolve_workers
+from .precision import autocast
 from .metrics import mean_average_precision, topk_correct
 from .plots import write_plots
 from .run_dir import (MetricsWriter, close_logger, make_logger, prepare_run_folder, skipped_files, write_config,
@@ -108,8 +110,8 @@ def evaluation_loader(dataset: Dataset, workers: int, device: torch.device, seed
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256,
-                   multi_label: bool = False, amp: bool = True, loader: Optional[TrainLoader] = None
-                   ) -> dict[str, float]:
+                   multi_label: bool = False, amp: bool = True, amp_dtype: str = "bf16",
+                   loader: Optional[TrainLoader] = None) -> dict[str, float]:
     """Test loss and top-1/top-5 accuracy (%), or mAP (%) for multi-label data.
 
     A dataset with ``num_views > 1`` (video clips x crops, point voting) gives several views per
@@ -127,7 +129,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, device: torch.device, bat
     scores, labels = [], []
     for x, y in loader.epoch(0, batches):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, amp):
+        with autocast(device, amp, amp_dtype):
             logits = view_logits(model, x, views, reduction)
         if multi_label:
             loss_sum += F.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum").item() / y.shape[1]
@@ -159,21 +161,25 @@ def predictions_match(model: nn.Module, merged: nn.Module, dataset: Dataset, dev
 
 
 def finetune(config: TrainConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-             info: Optional[DistInfo] = None) -> dict[str, Any]:
+             info: Optional[DistInfo] = None, handle_signals: bool = False) -> dict[str, Any]:
     """Fine-tune per ``config``; write the run folder; return the final metrics.
 
     Everything that can fail on bad input (output folder, data, checkpoints, pathway shapes)
-    is checked before the first step.
+    is checked before the first step. The batch and lr are resolved for the world size
+    (:func:`~m2pt.train.config.resolve_for_world`) and written to ``config.json`` as run.
+    ``handle_signals`` lets SIGINT/SIGTERM stop the run after saving (see :func:`~m2pt.train.loop.fit`).
 
     Returns:
         Final metrics; ``{"finished": False, ...}`` when a signal stopped the run (resume it
         with ``resume=True``).
     """
     with distributed_session(config.device, info) as session, lock_run_folder(config.output, session.is_main):
-        return _finetune(config, resume, overwrite, quiet, session)
+        return _finetune(resolve_for_world(config, session.world_size), resume, overwrite, quiet, session,
+                         handle_signals)
 
 
-def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, info: DistInfo) -> dict[str, Any]:
+def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, info: DistInfo,
+              handle_signals: bool) -> dict[str, Any]:
     folder = prepare_run_folder(config.output, resume, overwrite) if info.is_main else Path(config.output)
     logger = make_logger(folder if info.is_main else None, quiet or not info.is_main)
     try:
@@ -187,7 +193,9 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
         if config.init:
             load_initial_weights(model, config.init)
         if config.aux:
-            add_pathways(model, load_auxiliaries(config.aux), PathwayConfig.from_dict(config.pathway))
+            add_pathways(model, load_auxiliaries(config.aux), config.pathway)
+        if config.linear_probe:
+            prepare_linear_probe(model)
         model.to(info.device)
         seed_everything(config.seed + info.rank)
         if info.is_main:
@@ -197,19 +205,27 @@ def _finetune(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             logger.info(f"fine-tuning {config.modality}/{config.preset} on {len(train_set)} items, "
                         f"{num_classes} classes, {len(config.aux)} auxiliary model(s), device {info.device}, "
                         f"{info.world_size} process(es)")
+            logger.info(f"global batch {config.global_batch_size} = {info.world_size} process(es) x "
+                        f"{config.batch_size} x {config.accum_steps} accumulation step(s); peak lr {config.lr:.3g}")
             if has_pathways(model):
                 logger.info(str(pathway_summary(model)).split("\n")[2])
+                if (config.amp and info.device.type == "cuda" and config.amp_dtype == "bf16"
+                        and not config.pathway.split_under_autocast):
+                    logger.warning("bf16 autocast rounds W + λW' to bf16, which keeps about half of λW' at "
+                                   "|λ| ~ 1e-3 (fp16: 0.96); --amp-dtype fp16 (the base methods' choice) or "
+                                   "--split-under-autocast keeps it")
 
         evaluation = evaluation_loader(test_set, resolve_workers(config), info.device, config.seed)
 
         def evaluate(m: nn.Module) -> dict[str, float]:
             return evaluate_model(m, test_set, info.device, multi_label=multi_label, amp=config.amp,
-                                  loader=evaluation)
+                                  amp_dtype=config.amp_dtype, loader=evaluation)
 
         with evaluation:
             result = fit(config, model, train_set, make_loss(config, num_classes, multi_label), info,
                          folder if info.is_main else None, logger, evaluate, resume=resume, quiet=quiet,
-                         batch_mix=make_batch_mix(config, num_classes, multi_label))
+                         batch_mix=make_batch_mix(config, num_classes, multi_label),
+                         handle_signals=handle_signals)
         if not result.finished:
             return {"finished": False, "step": result.step, "stop_reason": result.stop_reason}
         if not info.is_main:
@@ -237,6 +253,8 @@ def _finish(config: TrainConfig, folder: Path, model: nn.Module, test_set: Datas
     for key, paths in (skipped or {}).items():
         if key.startswith("skipped_paths_"):
             logger.warning(f"{len(paths)} unreadable {key[len('skipped_paths_'):]} file(s) were skipped: {paths[:20]}")
+    if config.linear_probe:
+        fold_probe_head(model)
     plain = model
     if has_pathways(model):
         save_pathways(model, folder / "pathways.safetensors")

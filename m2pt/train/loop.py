@@ -28,9 +28,10 @@ from m2pt.pathway import param_groups, pathway_scales
 from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_any, barrier
 from .loader import BatchMix, TrainLoader, default_workers
+from .precision import MixedPrecision
 from .run_dir import CHECKPOINT, FINAL, MetricsWriter
 from .schedule import lr_at, set_lr
-from .signals import StopRequest
+from .signals import NoStopRequest, StopRequest
 from .state import load_training_state, save_training_state, seed_everything, set_rng_state
 
 LossFn = Callable[[nn.Module, Any, Any], Tensor]
@@ -55,12 +56,25 @@ def base_learning_rate(config: TrainConfig, world_size: int) -> float:
     return config.blr * config.batch_size * config.accum_steps * world_size / 256
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, base_lr: float) -> torch.optim.AdamW:
-    """AdamW over ``m2pt.param_groups``: no decay on λ/bias/norm, layer-wise lr decay."""
+def build_optimizer(model: nn.Module, config: TrainConfig, base_lr: float) -> torch.optim.Optimizer:
+    """AdamW (or LARS) over ``m2pt.param_groups``: no decay on λ/bias/norm, layer-wise lr decay.
+
+    LARS (MAE's linear probe) adapts the step of weight matrices by the trust ratio and gives
+    biases, norms and λ plain momentum SGD, as MAE's ``util/lars.py`` does.
+    """
     groups = param_groups(model, weight_decay=config.weight_decay, layer_decay=config.layer_decay,
-                          scale_lr_mult=config.pathway.get("scale_lr_mult"))
+                          scale_lr_mult=config.pathway.scale_lr_mult)
+    if not groups:
+        raise ValueError("the model has no trainable parameter; check the freezing options (linear_probe, "
+                         "pathway train_* flags)")
     for group in groups:
         group["lr"] = base_lr * group["lr_scale"]
+    if config.optimizer == "lars":
+        from timm.optim import Lars
+
+        for group in groups:
+            group["always_adapt"] = group["name"].endswith("_decay") and not group["name"].endswith("no_decay")
+        return Lars(groups, lr=base_lr, momentum=0.9, weight_decay=config.weight_decay)
     return torch.optim.AdamW(groups, lr=base_lr, betas=(0.9, 0.999))
 
 
@@ -92,13 +106,6 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; nothing on CPU (bf16 matmuls are slow there)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def fit(
     config: TrainConfig,
     model: nn.Module,
@@ -112,11 +119,16 @@ def fit(
     quiet: bool = False,
     log_every: int = 10,
     batch_mix: Optional[BatchMix] = None,
+    handle_signals: bool = False,
 ) -> FitResult:
     """Train ``model`` (pathways already attached) for ``config.epochs`` epochs.
 
+    The loss stays on the device and is read every ``log_every`` steps (and at the end of each
+    epoch), so steps are not serialised by host-device synchronisations; a non-finite loss is
+    reported at the first read after it appears, before any checkpoint is written.
+
     Args:
-        config: Resolved options.
+        config: Resolved options (:func:`~m2pt.train.config.resolve_for_world`).
         model: The plain model, on ``info.device``; wrapped in DDP here when distributed.
         train_set: Training data; items are ``(input, target)``.
         compute_loss: ``compute_loss(wrapped_model, inputs, targets) -> loss`` (mean over the batch).
@@ -126,8 +138,11 @@ def fit(
         evaluate: ``evaluate(model) -> metrics`` on the unwrapped model, run by rank 0 after epochs.
         resume: Continue from ``folder/checkpoint.pt``.
         quiet: No progress bars.
-        log_every: Steps between metric records.
+        log_every: Steps between metric records (and loss reads).
         batch_mix: Batch-level augmentation (mixup / cutmix), applied in the loader.
+        handle_signals: Install SIGINT/SIGTERM handlers while training: a signal finishes the
+            step, saves a checkpoint and returns. Off by default (a library call leaves the
+            process's handlers alone); the CLI and the experiment runner turn it on.
 
     Returns:
         A :class:`FitResult`; ``finished`` is False when a signal (or ``interrupt_at_step``)
@@ -136,17 +151,21 @@ def fit(
     device = info.device
     base_lr = base_learning_rate(config, info.world_size)
     optimizer = build_optimizer(model, config, base_lr)
+    precision = MixedPrecision.for_run(device, config.amp, config.amp_dtype)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     writes = folder is not None and info.is_main
     checkpoint_path = folder / CHECKPOINT if folder is not None else None
 
     start_epoch, skip_batches, step = 0, 0, 0
-    resumed_losses: list[float] = []
+    resumed_loss: tuple[float, int] = (0.0, 0)  # loss sum and steps of a partly done epoch
     if resume and checkpoint_path is not None and checkpoint_path.is_file():
         state = load_training_state(checkpoint_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        precision.load_state_dict(state["extra"].get("grad_scaler", {}))
         start_epoch, skip_batches, step = state["epoch"], state["batch_in_epoch"], state["step"]
-        resumed_losses = [float(x) for x in state.get("extra", {}).get("epoch_losses", [])] if skip_batches else []
+        stored = state.get("extra", {}).get("epoch_loss")
+        resumed_loss = (float(stored[0]), int(stored[1])) if skip_batches and stored else (0.0, 0)
         if info.is_main:
             set_rng_state(state["rng"])
         else:
@@ -158,6 +177,7 @@ def fit(
     wrapped: nn.Module = model
     if info.enabled:
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward: nn.Module = torch.compile(wrapped) if config.compile else wrapped
 
     steps_per_epoch = len(epoch_batches(train_set, config, info, 0)) // config.accum_steps
     if steps_per_epoch == 0:
@@ -170,25 +190,37 @@ def fit(
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     history: list[dict[str, Any]] = []
+    # float64 sums of float32 losses: the same numbers as summing Python floats, without a read per step.
+    loss_dtype = torch.float32 if device.type == "mps" else torch.float64
 
-    def save(epoch: int, batch_in_epoch: int, epoch_losses: Optional[list[float]] = None) -> None:
+    def save(epoch: int, batch_in_epoch: int, epoch_loss_so_far: Optional[tuple[float, int]] = None) -> None:
         if writes:
             try:
                 save_training_state(checkpoint_path, model, optimizer, epoch, batch_in_epoch, step,
-                                    extra={"config": config.to_dict(), "epoch_losses": list(epoch_losses or [])})
+                                    extra={"config": config.to_dict(), "grad_scaler": precision.state_dict(),
+                                           "epoch_loss": epoch_loss_so_far})
             except NoSpaceError as exc:
                 logger.error(f"checkpoint at step {step} not saved: {exc}")
                 raise
         barrier(info)
 
+    def read_loss(loss: Tensor, since_step: int) -> float:
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss is {value} at step {step} (last read finite at step {since_step}); "
+                                     "lower the learning rate")
+        return value
+
     loader = TrainLoader(train_set, config.seed, resolve_workers(config), pin_memory=device.type == "cuda",
                          batch_mix=batch_mix, rank=info.rank)
-    with StopRequest() as stop, loader:
+    with (StopRequest() if handle_signals else NoStopRequest()) as stop, loader:
         for epoch in range(start_epoch, config.epochs):
             batches = epoch_batches(train_set, config, info, epoch)
             first = skip_batches if epoch == start_epoch else 0
             wrapped.train()
-            losses: list[float] = resumed_losses if epoch == start_epoch else []
+            resumed = epoch == start_epoch and first > 0
+            epoch_loss = torch.tensor(resumed_loss[0] if resumed else 0.0, dtype=loss_dtype, device=device)
+            epoch_steps, last_read = (resumed_loss[1] if resumed else 0), step
             started = time.perf_counter()
             bar = tqdm(total=len(batches) // config.accum_steps, initial=first // config.accum_steps,
                        desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet or not info.is_main,
@@ -197,39 +229,43 @@ def fit(
             for start in range(first, len(batches), config.accum_steps):
                 lr = lr_at(step, total_steps, warmup_steps, base_lr, config.min_lr)
                 set_lr(optimizer, lr)
-                step_loss = 0.0
+                step_loss = torch.zeros((), dtype=loss_dtype, device=device)
                 for micro in range(config.accum_steps):
                     inputs, targets = _to_device(next(loaded), device)
                     sync = micro == config.accum_steps - 1 or not info.enabled
-                    with (contextlib.nullcontext() if sync else wrapped.no_sync()), autocast(device, config.amp):
-                        loss = compute_loss(wrapped, inputs, targets) / config.accum_steps
-                    loss.backward()
-                    step_loss += loss.item()
-                if not math.isfinite(step_loss):
-                    raise FloatingPointError(f"loss is {step_loss} at step {step}; lower the learning rate")
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                    with (contextlib.nullcontext() if sync else wrapped.no_sync()), precision.autocast():
+                        loss = compute_loss(forward, inputs, targets) / config.accum_steps
+                    precision.backward(loss)
+                    step_loss += loss.detach()
+                precision.step(optimizer, trainable, config.clip_grad)
                 step += 1
-                losses.append(step_loss)
+                epoch_loss += step_loss
+                epoch_steps += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
-                if metrics is not None and (step % log_every == 0 or step == 1):
-                    metrics.write({"step": step, "epoch": epoch + (start + config.accum_steps) / len(batches),
-                                   "loss": step_loss, "lr": lr, "scales": pathway_scales(model)})
-                stop_now = stop.requested or (config.interrupt_at_step is not None
-                                              and step == config.interrupt_at_step)
-                if all_reduce_any(stop_now, info):
+                logged = step % log_every == 0 or step == 1
+                if logged:
+                    value = read_loss(step_loss, last_read)
+                    last_read = step
+                    bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
+                    if metrics is not None:
+                        metrics.write({"step": step, "epoch": epoch + (start + config.accum_steps) / len(batches),
+                                       "loss": value, "lr": lr, "scales": pathway_scales(model)})
+                signalled = stop.requested
+                if info.enabled:  # ranks agree on a signal when they synchronise anyway
+                    signalled = all_reduce_any(signalled, info) if logged else False
+                if signalled or (config.interrupt_at_step is not None and step == config.interrupt_at_step):
                     bar.close()
-                    save(epoch, start + config.accum_steps, losses)
+                    save(epoch, start + config.accum_steps, (read_loss(epoch_loss, last_read), epoch_steps))
                     reason = stop.signal_name or "interrupt_at_step"
                     logger.info(f"stopped by {reason} at step {step}; checkpoint saved to {checkpoint_path}")
                     return FitResult(False, step, epoch, history, reason)
                 if (config.save_every_steps and step % config.save_every_steps == 0
                         and start + config.accum_steps < len(batches)):
-                    save(epoch, start + config.accum_steps, losses)
+                    save(epoch, start + config.accum_steps, (read_loss(epoch_loss, last_read), epoch_steps))
             bar.close()
             record: dict[str, Any] = {
-                "step": step, "epoch": epoch + 1, "train_loss": sum(losses) / max(1, len(losses)),
+                "step": step, "epoch": epoch + 1,
+                "train_loss": read_loss(epoch_loss, last_read) / max(1, epoch_steps),
                 "epoch_seconds": time.perf_counter() - started, "scales": pathway_scales(model)}
             last = epoch + 1 == config.epochs
             if evaluate is not None and info.is_main and (last or (config.eval_every and

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .config import TrainConfig
+from .config import TrainConfig, resolve_for_world
 from .data import build_model, build_split, check_separate_test_data
 from .distributed import DistInfo, distributed_session
 from m2pt.checkpoints import save_model
-from .loop import autocast, fit
+from .loop import fit
+from .precision import autocast
 from .mae_model import MaskedAutoencoder
 from .plots import write_plots
 from .run_dir import (MetricsWriter, close_logger, make_logger, prepare_run_folder, skipped_files, write_config,
@@ -26,14 +27,14 @@ ENCODER_FILE = "encoder.safetensors"
 
 @torch.no_grad()
 def reconstruction_loss(mae: MaskedAutoencoder, dataset: Dataset, device: torch.device, batch_size: int = 64,
-                        seed: int = 0, amp: bool = True) -> dict[str, float]:
+                        seed: int = 0, amp: bool = True, amp_dtype: str = "bf16") -> dict[str, float]:
     """Mean masked-token loss on ``dataset`` with a fixed masking seed (comparable across epochs)."""
     was_training = mae.training
     mae.eval()
     generator = torch.Generator().manual_seed(seed)
     total, count = 0.0, 0
     for x, _ in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        with autocast(device, amp):
+        with autocast(device, amp, amp_dtype):
             total += mae(x.to(device), generator=generator).item() * x.shape[0]
         count += x.shape[0]
     mae.train(was_training)
@@ -41,17 +42,19 @@ def reconstruction_loss(mae: MaskedAutoencoder, dataset: Dataset, device: torch.
 
 
 def pretrain(config: TrainConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-             info: Optional[DistInfo] = None) -> dict[str, Any]:
+             info: Optional[DistInfo] = None, handle_signals: bool = False) -> dict[str, Any]:
     """MAE-pretrain a ``config.modality`` model and save its encoder to ``<output>/encoder.safetensors``.
 
     Returns:
         Final metrics (``{"finished": False, ...}`` when a signal stopped the run).
     """
     with distributed_session(config.device, info) as session, lock_run_folder(config.output, session.is_main):
-        return _pretrain(config, resume, overwrite, quiet, session)
+        return _pretrain(resolve_for_world(config, session.world_size), resume, overwrite, quiet, session,
+                         handle_signals)
 
 
-def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, info: DistInfo) -> dict[str, Any]:
+def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, info: DistInfo,
+              handle_signals: bool) -> dict[str, Any]:
     folder = prepare_run_folder(config.output, resume, overwrite) if info.is_main else Path(config.output)
     logger = make_logger(folder if info.is_main else None, quiet or not info.is_main)
     try:
@@ -72,10 +75,11 @@ def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
             return model(x)
 
         def evaluate(model: nn.Module) -> dict[str, float]:
-            return reconstruction_loss(model, test_set, info.device, seed=config.seed, amp=config.amp)
+            return reconstruction_loss(model, test_set, info.device, seed=config.seed, amp=config.amp,
+                                       amp_dtype=config.amp_dtype)
 
         result = fit(config, mae, train_set, loss, info, folder if info.is_main else None, logger, evaluate,
-                     resume=resume, quiet=quiet)
+                     resume=resume, quiet=quiet, handle_signals=handle_signals)
         if not result.finished:
             return {"finished": False, "step": result.step, "stop_reason": result.stop_reason}
         if not info.is_main:

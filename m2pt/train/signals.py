@@ -1,4 +1,4 @@
-"""SIGINT/SIGTERM handling: finish the current step, save, then stop."""
+"""SIGINT/SIGTERM handling: finish the current step, save, then stop (opt-in: entry points turn it on)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,16 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class NoStopRequest:
+    """A :class:`StopRequest` that installs nothing: the process's signal handlers stay as they are."""
+
+    requested = False
+    signal_name: Optional[str] = None
+
+    def __enter__(self) -> "NoStopRequest":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None

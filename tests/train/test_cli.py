@@ -11,6 +11,7 @@ import torch
 
 from m2pt.cli import main
 from m2pt.io import load_tensor_file
+from m2pt.pathway import PathwayConfig
 from m2pt.checkpoints import load_model
 from m2pt.train.run_dir import RunFolderError
 from m2pt.train.state import load_training_state, save_training_state
@@ -25,7 +26,7 @@ def test_finetune_info_merge_evaluate_end_to_end(tmp_path, aux_file, capsys):
     assert main(["finetune", "--modality", "image", "--output", str(run), "--aux", str(aux_file),
                  "--scale-init", "0.01", "--layers", "attn.qkv", "mlp.fc2", *TINY]) == 0
     config = json.loads((run / "config.json").read_text())
-    assert config["pathway"] == {"layers": ["attn.qkv", "mlp.fc2"], "scale_init": 0.01}
+    assert config["pathway"] == {**PathwayConfig().to_dict(), "layers": ["attn.qkv", "mlp.fc2"], "scale_init": 0.01}
     for name in ("final_metrics.json", "metrics.jsonl", "train.log", "model.safetensors", "pathways.safetensors",
                  "plots/loss.png", "plots/scales.png", "plots/accuracy.png"):
         assert (run / name).is_file(), name
