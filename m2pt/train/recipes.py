@@ -17,8 +17,9 @@ from .config import TrainConfigError
 
 RECIPES: dict[str, dict[str, Any]] = {
     # MAE fine-tuning on ImageNet (He et al., FINETUNE.md, ViT-B): global batch 1024, fp16 autocast.
-    "image": dict(modality="image", augment="mae", preset="base", epochs=100, global_batch_size=1024, batch_size=128, blr=5e-4,
-                  layer_decay=0.65, weight_decay=0.05, drop_path=0.1, mixup=0.8, cutmix=1.0, label_smoothing=0.1,
+    "image": dict(modality="image", augment="mae", preset="base", epochs=100, global_batch_size=1024,
+                  batch_size=128, blr=5e-4, layer_decay=0.65, weight_decay=0.05, drop_path=0.1, mixup=0.8, cutmix=1.0,
+                  label_smoothing=0.1,
                   warmup_epochs=5, min_lr=1e-6, amp_dtype="fp16"),
     # The paper's "fix acc": MAE's linear probe (main_linprobe.py), with only λ and the head trained.
     "image-linprobe": dict(modality="image", preset="base", epochs=90, global_batch_size=16384, batch_size=512,
@@ -27,17 +28,20 @@ RECIPES: dict[str, dict[str, Any]] = {
                            model_overrides={"global_pool": "token"}, amp_dtype="fp16",
                            pathway={"train_target": False, "train_aux": False}),
     # VideoMAE fine-tuning on Kinetics-400 (the paper's 90 epochs and blr 7e-4; VideoMAE's global batch 384).
-    "video": dict(modality="video", augment="videomae", preset="base", epochs=90, global_batch_size=384, batch_size=24, blr=7e-4,
-                  layer_decay=0.75, weight_decay=0.05, drop_path=0.1, label_smoothing=0.1, warmup_epochs=5,
+    "video": dict(modality="video", augment="videomae", preset="base", epochs=90, global_batch_size=384,
+                  batch_size=24, blr=7e-4, layer_decay=0.75, weight_decay=0.05, drop_path=0.1, label_smoothing=0.1,
+                  mixup=0.8, cutmix=1.0, warmup_epochs=5,
                   min_lr=1e-6, amp_dtype="fp16"),
     # AudioMAE fine-tuning on AudioSet-20K (ft_as.sh): blr 1e-3 at global batch 32, BCE, mAP.
-    "audio": dict(modality="audio", augment="audiomae", preset="base", epochs=60, global_batch_size=32, batch_size=32, blr=1e-3,
-                  layer_decay=0.75, weight_decay=5e-4, drop_path=0.1, spec_augment=[48, 192], warmup_epochs=4,
+    "audio": dict(modality="audio", augment="audiomae", preset="base", epochs=60, global_batch_size=32,
+                  batch_size=32, blr=1e-3, layer_decay=0.75, weight_decay=5e-4, drop_path=0.1, spec_augment=[48, 192],
+                  warmup_epochs=4,
                   min_lr=1e-6, amp_dtype="fp16"),
     # Point-MAE classification fine-tuning (cfgs/finetune_modelnet.yaml): absolute lr, clipping at 10,
     # float32 (tools/runner_finetune.py has no autocast).
-    "point": dict(modality="point", augment="pointmae", preset="base", epochs=300, global_batch_size=32, batch_size=32, lr=5e-4,
-                  weight_decay=0.05, drop_path=0.1, warmup_epochs=10, min_lr=1e-6, clip_grad=10.0, amp=False),
+    "point": dict(modality="point", augment="pointmae", preset="base", epochs=300, global_batch_size=32,
+                  batch_size=32, lr=5e-4, weight_decay=0.05, drop_path=0.1, warmup_epochs=10, min_lr=1e-6,
+                  clip_grad=10.0, amp=False),
     # MAE-style pretraining of an auxiliary model (MAE PRETRAIN.md: global batch 4096, blr 1.5e-4; the
     # paper's auxiliaries are compared at 20-300 epochs).
     "pretrain": dict(task="pretrain", epochs=300, global_batch_size=4096, batch_size=256, blr=1.5e-4,
