@@ -230,34 +230,3 @@ def refusal(match: HFMatch, keys: Iterable[str]) -> str | None:
 def partial_reason(match: HFMatch, keys: Iterable[str]) -> str:
     """Why an incomplete match is not a layout: a refused module, or the linears it lacks."""
     return refusal(match, list(keys)) or match.missing()
-
-
-def hf_block_index(name: str) -> int | None:
-    """The encoder block of a parameter or module name in any Hugging Face layout (None: outside)."""
-    for layout in HF_LAYOUTS:
-        m = re.search(rf"(?:^|\.)(?:{layout.stack})\.(\d+)\.", name)
-        if m is not None:
-            return int(m.group(1))
-    return None
-
-
-# Modules in front of the blocks (patch / token / feature embeddings) of HF models.
-_HF_EMBEDDING = re.compile(
-    r"(?:^|\.)(?:embeddings|feature_extractor|feature_projection|masked_spec_embed|pos_conv_embed"
-    r"|pre_layrnorm|embeddings_project)(?:\.|$)")
-
-
-def hf_layer_id(name: str) -> int | None:
-    """Layer-decay id of a parameter of a Hugging Face encoder.
-
-    0 for the embeddings (patch / word / position embeddings, CLS token, wav2vec2's feature
-    encoder and positional convolution), ``block + 1`` for the encoder blocks; None for the
-    rest (final norms, pooler, task head), which the caller puts with the top layer
-    (``num_blocks + 1``) or decides by its own rule.
-    """
-    block = hf_block_index(name)
-    if block is not None:
-        return block + 1
-    if _HF_EMBEDDING.search(name):
-        return 0
-    return None

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from m2pt.checkpoints import load_auxiliary
-from m2pt.checkpoints.hf_layouts import hf_layer_id
 from m2pt.pathway import (
-    PathwayConfig, PathwayError, add_pathways, iter_pathway_layers, load_pathways, merge_pathways, save_pathways,
+    PathwayConfig, PathwayError, add_pathways, iter_pathway_layers, load_pathways, merge_pathways, param_groups,
+    save_pathways,
 )
 from m2pt.pathway.module import weight_pathways
 from tests.hf_models import DEPTH, WIDTH, build, save_quietly
@@ -209,17 +209,28 @@ def test_deberta_target_is_refused_with_reason(auxiliaries):
     assert not list(iter_pathway_layers(model))
 
 
-def test_hf_layer_ids_for_layer_decay():
+def _lr_scale_by_name(model) -> dict[str, float]:
+    scale_of = {id(p): g["lr_scale"] for g in param_groups(model, layer_decay=0.5) for p in g["params"]}
+    return {name: scale_of[id(p)] for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_param_groups_layer_decay_on_hf_targets_with_pathways(auxiliaries):
     model = build("ViTForImageClassification", seed=11)
-    ids = {name: hf_layer_id(name) for name, _ in model.named_parameters()}
-    assert ids["vit.embeddings.cls_token"] == 0 and ids["vit.embeddings.patch_embeddings.projection.weight"] == 0
-    assert ids["vit.layers.0.attention.q_proj.weight"] == 1 and ids["vit.layers.1.mlp.fc2.bias"] == 2
-    assert ids["classifier.weight"] is None and ids["vit.layernorm.weight"] is None
+    add_pathways(model, auxiliaries["BertModel"])
+    scales = _lr_scale_by_name(model)
+    depth = 2  # embeddings 0, blocks 1..2, the rest 3
+    assert scales["vit.embeddings.cls_token"] == scales["vit.embeddings.patch_embeddings.projection.weight"] \
+        == pytest.approx(0.5 ** (depth + 1))
+    block0 = [n for n in scales if n.startswith("vit.layers.0.")]
+    assert any(".parametrizations." in n for n in block0)  # W' and λ sit in their block's group
+    assert all(scales[n] == pytest.approx(0.5 ** depth) for n in block0)
+    assert scales["vit.layers.1.mlp.fc2.bias"] == pytest.approx(0.5)
+    assert scales["classifier.weight"] == scales["vit.layernorm.weight"] == 1.0
     wav = build("Wav2Vec2Model", seed=12)
-    wav_ids = {name: hf_layer_id(name) for name, _ in wav.named_parameters()}
-    assert wav_ids["feature_extractor.conv_layers.0.conv.weight"] == 0
-    assert wav_ids["encoder.pos_conv_embed.conv.parametrizations.weight.original0"] == 0
-    assert wav_ids["encoder.layers.1.feed_forward.output_dense.weight"] == 2
+    wav_scales = _lr_scale_by_name(wav)
+    assert wav_scales["feature_projection.projection.weight"] == pytest.approx(0.5 ** (depth + 1))
+    assert wav_scales["encoder.pos_conv_embed.conv.parametrizations.weight.original0"] == pytest.approx(0.5 ** 3)
+    assert wav_scales["encoder.layers.1.feed_forward.output_dense.weight"] == pytest.approx(0.5)
 
 
 def test_inplace_merge_restores_save_pretrained(auxiliaries, tmp_path):
