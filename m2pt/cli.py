@@ -303,7 +303,7 @@ def _resumed_config(args: argparse.Namespace, task: str) -> Any:
         raise TrainConfigError(
             f"--resume continues the run as it was configured; {', '.join(refused)} would change it. Drop "
             f"{'these flags' if len(refused) > 1 else 'this flag'} (the run's options are in {path}), or start a new "
-            "run in another --output. On resume only --epochs (to raise it), --device, --cache-data and "
+            "run in another --output. On resume only --epochs (to raise it), --device, --cache-data, --workers and "
             "--save-every-steps may be given.")
     if "epochs" in given and given["epochs"] < int(stored.get("epochs", 0)):
         raise TrainConfigError(f"--epochs {given['epochs']} on --resume is below the run's {stored['epochs']} "
