@@ -130,3 +130,17 @@ def test_fixacc_run_end_to_end_trains_only_lambda_and_the_classifier(tmp_path):
     table = summary.split("### Fix acc", 1)[1].split("###", 1)[0]
     line = next(line for line in table.splitlines() if "| fixacc-aux-image |" in line)
     assert line.startswith("| mae | image | fixacc-aux-image | 1 |") and "| fixacc-baseline |" in table
+
+
+def test_linear_probe_runs_get_their_own_step_time_calibration():
+    from m2pt.experiments.estimate import calibrate, estimate_seconds
+
+    probe = {**FIXACC_LINEAR_PROBE, "batch_size": 8, "epochs": 2}
+    arms = fixacc_arms(("image",), None, (), probe)
+    runs = [RunSpec("mae", "image", arm, 0, merge_options(FINETUNE, arm.options)) for arm in arms[:2]]
+    runs.append(RunSpec("scratch", "image", arms[0], 0, dict(FINETUNE)))  # a plain fine-tuning, same target
+    times = calibrate([], runs, log=lambda message: None)
+    assert set(times) == {"finetune/image/tiny/plain/linprobe", "finetune/image/tiny/pathway/linprobe",
+                          "finetune/image/tiny/plain"}
+    estimates = estimate_seconds([], runs, times)
+    assert set(estimates) == {r.run_id for r in runs} and all(s > 0 for s in estimates.values())
