@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 MIN_PAIRS = 3
-GROUP_ORDER = ("main", "minilm", "budget", "plateau", "ablation", "lambda")
+GROUP_ORDER = ("main", "minilm", "fixacc", "budget", "plateau", "ablation", "lambda")
 SETTING_ORDER = ("scratch", "mae")
 MODALITY_ORDER = ("image", "video", "point", "audio")
 
@@ -173,6 +173,8 @@ def _signed(value: float) -> str:
 TITLES = {
     "main": "Main grid: MAE-pretrained auxiliaries of other modalities, and the std-matched random control",
     "minilm": "Real pretrained MiniLM (text) auxiliary, small preset (width 384)",
+    "fixacc": ("Fix acc (the paper's protocol): linear probe of the MAE-pretrained image target, only λ and the "
+               "classifier train; gain over fixacc-baseline"),
     "ablation": "Ablations (image target, MAE-pretrained setting)",
     "lambda": "λ study (image target, from scratch): options that let the pathway engage",
     "budget": "Gain versus budget: baseline, pathway and random control at 1x, 4x, 16x the quick training set",

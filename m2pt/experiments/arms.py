@@ -152,3 +152,35 @@ def ablation_arms(aux_modality: str) -> list[Arm]:
     arms.append(Arm(f"fixacc-aux-{aux_modality}", source, frozen, baseline="fixacc-baseline", group="ablation",
                     description="fix acc: block linears frozen, only λ, norms, tokenizer and head train"))
     return arms
+
+
+#: ``PathwayConfig`` of the fix-acc arms: only λ (and the linear-probe classifier) train.
+FIXACC_PATHWAY: dict[str, Any] = {"train_target": False, "train_aux": False}
+
+
+def fixacc_arms(auxiliaries: tuple[str, ...], control_aux: Optional[str], controls: tuple[str, ...],
+                options: dict[str, Any]) -> list[Arm]:
+    """The paper's "fix acc" with its protocol (MAE's linear probe on an MAE-pretrained target).
+
+    Args:
+        auxiliaries: Modalities whose MAE-pretrained auxiliary gets a pathway (W' frozen, λ trained).
+        control_aux: The auxiliary whose ``controls`` are run (None: no controls).
+        controls: ``"random"`` and/or ``"permuted"`` (see :func:`control_arm`).
+        options: ``TrainConfig`` options of the linear probe (``linear_probe``, ``optimizer="lars"``, budget).
+
+    Returns:
+        ``fixacc-baseline`` (linear probe, no pathway), then ``fixacc-aux-<m>`` per auxiliary, then
+        ``fixacc-<kind>-<control_aux>`` per control.
+    """
+    base = Arm("fixacc-baseline", None, baseline=None, group="fixacc", options=dict(options),
+               description="fix acc: linear probe (LARS, BatchNorm head) of the MAE target, no pathway")
+    arms = [base]
+    arms += [Arm(f"fixacc-aux-{m}", f"mae:{m}", dict(FIXACC_PATHWAY), baseline=base.name, group="fixacc",
+                 options=dict(options), description=f"fix acc: linear probe + pathway from {m} MAE, only λ trains")
+             for m in auxiliaries]
+    if control_aux is not None:
+        for kind in controls:
+            control = control_arm(kind, control_aux)
+            arms.append(Arm(f"fixacc-{control.name}", control.aux, dict(FIXACC_PATHWAY), baseline=base.name,
+                            group="fixacc", options=dict(options), description=f"fix acc: {control.description}"))
+    return arms

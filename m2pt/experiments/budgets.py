@@ -94,6 +94,12 @@ class Profile:
         min_lambda_lr_sum: Every λ of the runs in ``lr_sum_groups`` must see a learning-rate sum
             of at least this (:mod:`m2pt.experiments.lr_budget`); checked when the plan is built.
         lr_sum_groups: Groups of arms that ``min_lambda_lr_sum`` applies to.
+        fixacc_auxiliaries: Auxiliaries of the paper's "fix acc" with its protocol (image target
+            MAE-pretrained on its own modality, MAE's linear probe, only λ and the classifier
+            train; :func:`m2pt.experiments.arms.fixacc_arms`); empty: no such study. Its runs are in
+            the ``mae`` setting even when ``settings`` does not hold it (only these arms then).
+        fixacc_controls: Controls of the fix-acc study (of the image target's control auxiliary).
+        fixacc_options: ``TrainConfig`` options of the fix-acc runs over the image budget.
     """
 
     name: str
@@ -124,6 +130,9 @@ class Profile:
     plateau_targets: tuple[str, ...] = ()
     min_lambda_lr_sum: float = 0.0
     lr_sum_groups: tuple[str, ...] = ("main", "minilm")
+    fixacc_auxiliaries: tuple[str, ...] = ()
+    fixacc_controls: tuple[str, ...] = ()
+    fixacc_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def finetune_options(self, modality: str, preset: str = "tiny") -> dict[str, Any]:
@@ -207,6 +216,17 @@ def _with_data(options: dict[str, Any], **data: Any) -> dict[str, Any]:
     return {**options, "data_options": {**options["data_options"], **data}}
 
 
+#: The linear probe of the "fix acc" study on 2 CPU cores: MAE's ``main_linprobe.py`` settings
+#: (LARS, blr 0.1, no weight decay, label smoothing or drop path, cosine to 0)
+#: at a global batch the built-in data fills (256, so lr = 0.1) and 8 epochs (λ's lr sum ≈ 31 on
+#: 20,000 images). Same data as the image fine-tuning budget. Features are average-pooled (the
+#: fine-tuning default; m2pt's MAE encoders store their last norm as ``fc_norm``, the norm of that
+#: pooling), not MAE's class token.
+FIXACC_LINEAR_PROBE: dict[str, Any] = dict(
+    linear_probe=True, optimizer="lars", lr=None, blr=0.1, weight_decay=0.0, batch_size=256, epochs=8,
+    warmup_epochs=1.0, min_lr=0.0, layer_decay=None, label_smoothing=0.0, drop_path=0.0)
+
+
 #: Built-in audio of the converged and GPU profiles: the clips through recording conditions.
 REALISTIC_AUDIO = {"augment": "realistic"}
 
@@ -216,7 +236,10 @@ def converged_profile() -> Profile:
     block), the permuted control beside the random one, MiniLM on the ``small`` image target,
     the gain-versus-budget study and the plateau check. From scratch only (the setting where the
     paper reports its largest gain, +5.4 points, and where the gain-versus-budget question
-    lives). Many CPU hours: ``m2pt reproduce --profile converged`` prints its estimate first; the
+    lives), but for the paper's "fix acc" with its protocol: MAE's linear probe of the image target
+    MAE-pretrained on its own modality, pathways from the point, audio and video MAEs (W' frozen,
+    λ trained) and the point pathway's random and permuted controls (:data:`FIXACC_LINEAR_PROBE`).
+    Many CPU hours: ``m2pt reproduce --profile converged`` prints its estimate first; the
     most informative pairs run first (see :func:`m2pt.experiments.plan.priority`)."""
     quick = quick_profile()
     finetune = {
@@ -243,7 +266,9 @@ def converged_profile() -> Profile:
         ablations=False, lambda_options=(), lambda_controls=(), controls=("random", "permuted"),
         minilm_controls=("random", "permuted"), order="informative", extra_seeds=(3, 4), extra_seed_se=1.0,
         budget_targets=("image", "audio"), budget_multipliers=(1, 4, 16), budget_base=budget_base,
-        plateau_targets=MODALITIES, min_lambda_lr_sum=1.0)
+        plateau_targets=MODALITIES, min_lambda_lr_sum=1.0, lr_sum_groups=("main", "minilm", "fixacc"),
+        fixacc_auxiliaries=("point", "audio", "video"), fixacc_controls=("random", "permuted"),
+        fixacc_options=dict(FIXACC_LINEAR_PROBE))
 
 
 def gpu_profile() -> Profile:

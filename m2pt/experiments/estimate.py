@@ -21,8 +21,8 @@ from .plan import PretrainSpec, RunSpec
 CALIBRATION_FILE = "calibration.json"
 
 
-def _key(task: str, modality: str, preset: str, pathway: bool) -> str:
-    return f"{task}/{modality}/{preset}/{'pathway' if pathway else 'plain'}"
+def _key(task: str, modality: str, preset: str, pathway: bool, linear_probe: bool = False) -> str:
+    return f"{task}/{modality}/{preset}/{'pathway' if pathway else 'plain'}" + ("/linprobe" if linear_probe else "")
 
 
 def steps_of(options: dict[str, Any], train_items: int) -> int:
@@ -53,7 +53,11 @@ def _time_steps(options: dict[str, Any], with_pathway: bool, repeats: int = 3) -
         model = build_model(config, dataset.num_classes)
         if with_pathway:
             aux = {k: torch.randn_like(v) * 0.02 for k, v in model.state_dict().items() if k.startswith("blocks.")}
-            add_pathways(model, aux)
+            add_pathways(model, aux, config.pathway if config.linear_probe else None)
+        if config.linear_probe:
+            from m2pt.train.linear_probe import prepare_linear_probe
+
+            prepare_linear_probe(model)
         loss_fn = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
     optimizer = torch.optim.AdamW(param_groups(model), lr=1e-4)
     batch = config.batch_size
@@ -84,8 +88,9 @@ def calibrate(pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec], cac
     for spec in pretrainings:
         needed.setdefault(_key("pretrain", spec.options["modality"], spec.options["preset"], False), spec.options)
     for run in runs:
-        needed.setdefault(_key("finetune", run.modality, run.preset, run.arm.aux is not None),
-                          {**run.options, "seed": run.seed})
+        probe = bool(run.options.get("linear_probe"))
+        needed.setdefault(_key("finetune", run.modality, run.preset, run.arm.aux is not None, probe),
+                          {**run.options, "seed": run.seed, **({"pathway": dict(run.arm.pathway)} if probe else {})})
     for key, options in needed.items():
         if key in known:
             continue
@@ -122,7 +127,7 @@ def estimate_seconds(pretrainings: Iterable[PretrainSpec], runs: Iterable[RunSpe
         key = _key("pretrain", spec.options["modality"], spec.options["preset"], False)
         out[f"pretrain/{spec.run_id}"] = run_seconds(spec.options, step_times[key])
     for run in runs:
-        key = _key("finetune", run.modality, run.preset, run.arm.aux is not None)
+        key = _key("finetune", run.modality, run.preset, run.arm.aux is not None, bool(run.options.get("linear_probe")))
         out[run.run_id] = run_seconds(run.options, step_times[key])
     return out
 

@@ -5,6 +5,13 @@ how far λ can travel from its initial 1e-4 (:func:`lambda_lr_sums`). ``lr_scale
 parameter group (:func:`m2pt.pathway.param_groups`): layer decay ``d ** (depth - i)`` for block
 ``i`` (0-based) times ``PathwayConfig.scale_lr_mult``. A budget in which that sum is far below 1
 cannot tell whether λ would engage.
+
+The bound is AdamW's. Under LARS (the fix-acc linear probe, :func:`m2pt.train.loop.build_optimizer`)
+λ has no weight decay and no trust ratio, so it gets plain SGD with momentum 0.9: a step is
+``lr_t · v_t`` with ``v_t`` tending to ``g / (1 - 0.9) = 10 g`` under a steady gradient ``g``, so
+λ moves by about ``10 · g · Σ_t lr_t · lr_scale``. The same sum is reported, but for SGD it is a
+reach in units of ``10 g`` rather than an absolute bound: ``Σ ≥ 1`` means λ can move by its
+gradient's size times 10, which says nothing absolute when the gradient on λ is tiny.
 """
 
 from __future__ import annotations

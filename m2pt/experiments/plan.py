@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 from .arms import (BASELINE, SMALL_BASELINE, SMALL_MINILM, SMALL_PERMUTED_MINILM, SMALL_RANDOM_MINILM, Arm,
-                   ablation_arms, aux_arm, budget_arms, control_arm, lambda_arms, plateau_arm)
+                   ablation_arms, aux_arm, budget_arms, control_arm, fixacc_arms, lambda_arms, plateau_arm)
 from .budgets import Profile
 from .random_aux import CONTROL_KINDS
 
@@ -96,6 +96,8 @@ class PretrainSpec:
 
 
 def _arms_for(profile: Profile, setting: str, modality: str) -> list[Arm]:
+    if setting not in profile.settings:
+        return _fixacc_arms_for(profile, setting, modality)
     arms: list[Arm] = []
     if modality in profile.targets:
         arms.append(BASELINE)
@@ -120,12 +122,32 @@ def _arms_for(profile: Profile, setting: str, modality: str) -> list[Arm]:
         control = control_aux(profile, modality)
         for multiplier in profile.budget_multipliers:
             arms += budget_arms(control, multiplier, budget_options(profile, modality, multiplier))
-    arms = _unique(arms)
+    fixacc = _fixacc_arms_for(profile, setting, modality)
+    if fixacc and any(a.name.startswith("fixacc-") for a in arms):
+        raise ValueError(f"profile {profile.name}: the ablations' fix-acc arms and the linear-probe fix-acc study "
+                         "share arm names; set ablations=False or fixacc_auxiliaries=()")
+    arms = _unique(arms + fixacc)
     planned = {a.name for a in arms}
     for arm in arms:
         if arm.baseline and arm.baseline not in planned:
             raise ValueError(f"arm {arm.name} compares with {arm.baseline}, which is not planned")
     return arms
+
+
+def _fixacc_arms_for(profile: Profile, setting: str, modality: str) -> list[Arm]:
+    """The linear-probe fix-acc arms of a cell (image target, MAE-pretrained setting only)."""
+    if not profile.fixacc_auxiliaries or setting != "mae" or modality != "image":
+        return []
+    others = tuple(a for a in profile.fixacc_auxiliaries if a != modality)
+    control = CONTROL_AUX[modality] if profile.fixacc_controls else None
+    return fixacc_arms(others, control, profile.fixacc_controls, profile.fixacc_options)
+
+
+def plan_settings(profile: Profile) -> tuple[str, ...]:
+    """``profile.settings``, plus ``"mae"`` (for the fix-acc arms only) when the fix-acc study needs it."""
+    if profile.fixacc_auxiliaries and "mae" not in profile.settings:
+        return tuple(profile.settings) + ("mae",)
+    return tuple(profile.settings)
 
 
 def control_aux(profile: Profile, modality: str) -> Optional[str]:
@@ -182,7 +204,7 @@ def build_plan(profile: Profile, seeds: Optional[Sequence[int]] = None,
         raise ValueError("at least one seed is needed")
     runs: list[RunSpec] = []
     for seed in seeds:
-        for setting in profile.settings:
+        for setting in plan_settings(profile):
             for modality in dict.fromkeys(profile.targets + profile.minilm_targets + profile.minilm_mae_targets):
                 for arm in _arms_for(profile, setting, modality):
                     options = profile.finetune_options(modality, arm.preset)
@@ -218,22 +240,25 @@ def priority(profile: Profile, run: RunSpec) -> int:
     0. lead targets: baseline, the pathway from the control auxiliary, its random and permuted
        controls (the question "knowledge or statistics?");
     1. lead targets: pathways from the other auxiliaries;
-    2. lead targets: the gain-versus-budget study and the plateau check;
-    3. the other targets: baseline, pathway from the control auxiliary, its controls;
-    4. the other targets: the other pathways;
-    5. MiniLM on the ``small`` preset;
-    6. the rest (plateau of the other targets, ablations, λ options).
+    2. the fix-acc study (linear probe of the MAE-pretrained image target; short runs);
+    3. lead targets: the gain-versus-budget study and the plateau check;
+    4. the other targets: baseline, pathway from the control auxiliary, its controls;
+    5. the other targets: the other pathways;
+    6. MiniLM on the ``small`` preset;
+    7. the rest (plateau of the other targets, ablations, λ options).
     """
     lead = run.modality in lead_targets(profile)
     if run.arm.group == "main":
         control = control_aux(profile, run.modality)
         primary = run.arm.aux is None or (control is not None and run.arm.aux.endswith(f"mae:{control}"))
-        return (0 if primary else 1) if lead else (3 if primary else 4)
-    if run.arm.group in ("budget", "plateau") and lead:
+        return (0 if primary else 1) if lead else (4 if primary else 5)
+    if run.arm.group == "fixacc":
         return 2
+    if run.arm.group in ("budget", "plateau") and lead:
+        return 3
     if run.arm.group == "minilm":
-        return 5
-    return 6
+        return 6
+    return 7
 
 
 def order_informative(profile: Profile, runs: Sequence[RunSpec]) -> list[RunSpec]:

@@ -62,6 +62,12 @@ def describe_plan(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: 
         lines.append(f"  gain vs budget {modality}: {' / '.join(map(str, sizes))} train items "
                      f"({' / '.join(f'{m}x' for m in profile.budget_multipliers)} the quick budget), {o['epochs']} "
                      f"epochs, batch {o['batch_size']}")
+    fixacc = next((r for r in runs if r.arm.group == "fixacc"), None)
+    if fixacc is not None:
+        o = fixacc.options
+        lines.append(f"  fix acc {fixacc.modality}: linear probe ({o['optimizer']}, blr {o['blr']:g}, weight decay "
+                     f"{o['weight_decay']:g}) of the target MAE-pretrained on its modality, "
+                     f"{o['data_options']['train_size']} train items, {o['epochs']} epochs, batch {o['batch_size']}")
     if any(r.arm.group == "plateau" for r in runs):
         lines.append("  plateau: a target has reached it when its baseline trained twice as long (baseline-x2) "
                      "gains < 1 point")
