@@ -158,7 +158,8 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[ArmSummary]:
     return sorted(out, key=_sort_key)
 
 
-def _fmt(value: float, digits: int = 2) -> str:
+def fmt_value(value: Optional[float], digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals; "–" for a missing (None or NaN) value."""
     return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
@@ -220,7 +221,7 @@ def gain_matrix_markdown(summaries: Sequence[ArmSummary]) -> str:
                   "bold beyond 2 SE)", "", "| auxiliary | " + " | ".join(targets) + " |",
                   "|---|" + "---|" * len(targets),
                   "| *baseline, top-1 % (mean ± std)* | " + " | ".join(
-                      f"{_fmt(baselines[t].mean)} ± {_fmt(baselines[t].std)}" if t in baselines else ""
+                      f"{fmt_value(baselines[t].mean)} ± {fmt_value(baselines[t].std)}" if t in baselines else ""
                       for t in targets) + " |"]
         for label, row in zip(labels, grid):
             cells = []
@@ -228,7 +229,7 @@ def gain_matrix_markdown(summaries: Sequence[ArmSummary]) -> str:
                 if cell is None:
                     cells.append("")
                     continue
-                text = f"{_signed(cell.gain)} [{_fmt(2 * cell.se_diff)}]"
+                text = f"{_signed(cell.gain)} [{fmt_value(2 * cell.se_diff)}]"
                 cells.append(f"**{text}**" if cell.significant else text)
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -248,12 +249,12 @@ def markdown_table(summaries: Sequence[ArmSummary], metric: str = "top-1 %") -> 
         for s in summaries:
             if s.group != group:
                 continue
-            base = f"{_fmt(s.baseline_mean)} ± {_fmt(s.baseline_std)}" if s.baseline_arm else "—"
+            base = f"{fmt_value(s.baseline_mean)} ± {fmt_value(s.baseline_std)}" if s.baseline_arm else "—"
             lines.append(
-                f"| {s.setting} | {s.modality} | {s.arm} | {s.n} | {_fmt(s.mean)} ± {_fmt(s.std)} | {base} | "
-                f"{_signed(s.gain)} | {_fmt(2 * s.se_diff)} | {s.verdict} | {_fmt(2 * s.paired_se)} | "
+                f"| {s.setting} | {s.modality} | {s.arm} | {s.n} | {fmt_value(s.mean)} ± {fmt_value(s.std)} | {base} | "
+                f"{_signed(s.gain)} | {fmt_value(2 * s.se_diff)} | {s.verdict} | {fmt_value(2 * s.paired_se)} | "
                 f"{s.paired_verdict} | {_fmt_g(s.abs_lambda_mean)} | "
-                f"{_fmt_g(s.rel_delta_mean)} | {_fmt(s.wall_seconds_mean, 0)} |")
+                f"{_fmt_g(s.rel_delta_mean)} | {fmt_value(s.wall_seconds_mean, 0)} |")
         lines.append("")
     return "\n".join(lines)
 

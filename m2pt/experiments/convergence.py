@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .aggregate import ArmSummary
+from .aggregate import ArmSummary, fmt_value
 
 #: A target is at its plateau when doubling its training improves it by less than this (points).
 PLATEAU_POINTS = 1.0
@@ -59,8 +59,8 @@ def plateau_markdown(checks: Sequence[PlateauCheck]) -> str:
              "point)", "", "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | paired 2·SE | n | "
              "plateau |", "|---|---|---|---|---|---|---|---|"]
     for c in checks:
-        se = "–" if math.isnan(c.paired_se) else f"{2 * c.paired_se:.2f}"
-        lines.append(f"| {c.setting} | {c.modality} | {c.baseline:.2f} | {c.doubled:.2f} | {c.gain:+.2f} | {se} | "
+        lines.append(f"| {c.setting} | {c.modality} | {c.baseline:.2f} | {c.doubled:.2f} | {c.gain:+.2f} | "
+                     f"{fmt_value(2 * c.paired_se)} | "
                      f"{c.n} | {'yes' if c.reached else 'no'} |")
     lines.append("")
     return "\n".join(lines)
@@ -143,9 +143,8 @@ def budget_markdown(points: Sequence[BudgetPoint]) -> str:
     lines = ["### Gain versus budget (training set × the quick budget; gain over the same-budget baseline)", "",
              "| setting | target | arm | budget | baseline top-1 % | gain | 2·SE |", "|---|---|---|---|---|---|---|"]
     for p in points:
-        se = "–" if math.isnan(p.se) else f"{2 * p.se:.2f}"
         lines.append(f"| {p.setting} | {p.modality} | {p.arm} | {p.multiplier}x | {p.baseline:.2f} | "
-                     f"{p.gain:+.2f} | {se} |")
+                     f"{p.gain:+.2f} | {fmt_value(2 * p.se)} |")
     lines.append("")
     return "\n".join(lines)
 

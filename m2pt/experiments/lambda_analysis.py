@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Iterable, Optional, Sequence
 
+from .aggregate import fmt_value
+
 #: Prefixes of control arms (their pathway arm has the same name after ``aux-``).
 CONTROL_PREFIXES = ("random-", "permuted-")
 
@@ -143,10 +145,6 @@ def lambda_summaries(rows: Sequence[dict[str, Any]]) -> list[LambdaSummary]:
     return sorted(out, key=lambda s: (s.setting, s.modality, control_of(s.arm) is not None, s.arm))
 
 
-def _fmt(value: float, digits: int = 2) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
 def lambda_markdown(summaries: Sequence[LambdaSummary]) -> str:
     """The λ study as Markdown: one line per arm (chance agreement is 0.50)."""
     if not summaries:
@@ -157,8 +155,9 @@ def lambda_markdown(summaries: Sequence[LambdaSummary]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         values = [v for v in s.across_seeds.values() if not math.isnan(v)]
-        spread = f"{_fmt(s.across_seeds_mean)}; {_fmt(min(values))}–{_fmt(max(values))}" if values else "–"
-        controls = ", ".join(f"{c}: {_fmt(s.vs_control_mean(c))}" for c in sorted(s.vs_controls)) or "–"
+        spread = (f"{fmt_value(s.across_seeds_mean)}; {fmt_value(min(values))}–{fmt_value(max(values))}"
+                  if values else "–")
+        controls = ", ".join(f"{c}: {fmt_value(s.vs_control_mean(c))}" for c in sorted(s.vs_controls)) or "–"
         deltas = list(s.rel_delta.values())
         delta = f"{s.rel_delta_mean:.2g}; {max(deltas):.2g}" if deltas else "–"
         lines.append(f"| {s.setting} | {s.modality} | {s.arm} | {len(s.seeds)} | {spread} | {controls} | {delta} | "
