@@ -219,9 +219,10 @@ def _with_data(options: dict[str, Any], **data: Any) -> dict[str, Any]:
 #: The linear probe of the "fix acc" study on 2 CPU cores: MAE's ``main_linprobe.py`` settings
 #: (LARS, blr 0.1, no weight decay, label smoothing or drop path, cosine to 0)
 #: at a global batch the built-in data fills (256, so lr = 0.1) and 8 epochs (λ's lr sum ≈ 31 on
-#: 20,000 images). Same data as the image fine-tuning budget. Features are average-pooled (the
-#: fine-tuning default; m2pt's MAE encoders store their last norm as ``fc_norm``, the norm of that
-#: pooling), not MAE's class token.
+#: 20,000 images). Same data as the image fine-tuning budget. Features are average-pooled with a
+#: fresh ``fc_norm`` (MAE's ``main_linprobe.py --global_pool``), not class-token pooled: the study's
+#: image MAE was pretrained before m2pt kept the trained final norm in its encoders, and this
+#: profile's runs stay as they were planned.
 FIXACC_LINEAR_PROBE: dict[str, Any] = dict(
     linear_probe=True, optimizer="lars", lr=None, blr=0.1, weight_decay=0.0, batch_size=256, epochs=8,
     warmup_epochs=1.0, min_lr=0.0, layer_decay=None, label_smoothing=0.0, drop_path=0.0)

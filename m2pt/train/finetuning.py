@@ -50,6 +50,11 @@ def load_initial_weights(model: nn.Module, path: str) -> LoadReport:
     report = load_target_weights(model, path)
     not_loaded = [k for k in report.missing + [change.key for change in report.mismatched]
                   if not k.startswith(("head", "fc_norm"))]
+    if not_loaded and all(k.startswith("norm.") for k in not_loaded) and not report.mismatched:
+        raise ValueError(f"{path} has no final norm ({', '.join(not_loaded)}) for the class-token pooling of the "
+                         "target (global_pool='token'): it is an average-pooling checkpoint, such as an m2pt MAE "
+                         "encoder saved before m2pt stored the trained norm. Pretrain it again with this m2pt, or "
+                         "pool by average: --model-override global_pool=avg")
     if not_loaded:
         raise ValueError(f"{path} does not fit the target model: {len(not_loaded)} tensors missing or of another "
                          f"shape, e.g. {not_loaded[:5]}\n{report}")

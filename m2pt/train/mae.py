@@ -87,7 +87,8 @@ def _pretrain(config: TrainConfig, resume: bool, overwrite: bool, quiet: bool, i
         records = MetricsWriter(folder).read()
         final = {"finished": True, **{k: v for k, v in records[-1].items() if k != "scales"},
                  "encoder": str(folder / ENCODER_FILE), **skipped_files({"train": train_set, "test": test_set})}
-        save_model(encoder.cpu() if info.device.type != "cpu" else encoder, folder / ENCODER_FILE,
+        pretrained = mae.pretrained_encoder()
+        save_model(pretrained.cpu() if info.device.type != "cpu" else pretrained, folder / ENCODER_FILE,
                    extra={"pretraining": {"method": "mae", "mask_ratio": config.mask_ratio,
                                                 "epochs": config.epochs}})
         write_plots(folder, records)

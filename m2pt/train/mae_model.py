@@ -89,6 +89,28 @@ class MaskedAutoencoder(nn.Module):
         self.decoder_pred = nn.Linear(decoder_dim, patch_dim)
         trunc_normal_(self.mask_token, std=0.02)
 
+    def pretrained_encoder(self) -> nn.Module:
+        """The encoder to save after pretraining, with the final norm trained here.
+
+        Image encoders are returned as MAE publishes them: a class-token ViT whose ``norm`` is
+        :attr:`encoder_norm`, so a class-token linear probe (MAE's ``main_linprobe.py``) starts from
+        the trained norm, and average-pooling fine-tuning leaves it unused and builds a fresh
+        ``fc_norm``, as MAE's fine-tuning does. The other modalities pool by average and have no
+        final per-token norm; their encoders are returned as built.
+        """
+        if self.modality != "image":
+            return self.encoder
+        from m2pt.models import create_model_from_args
+
+        args = {**self.encoder.m2pt_model_args, "global_pool": "token", "fc_norm": False}
+        encoder = create_model_from_args(args).to(self.encoder.pos_embed.device)
+        trained = {k: v for k, v in self.encoder.state_dict().items() if not k.startswith(("fc_norm.", "norm."))}
+        result = encoder.load_state_dict(trained, strict=False)
+        if result.unexpected_keys or any(not k.startswith("norm.") for k in result.missing_keys):
+            raise RuntimeError(f"the class-token encoder does not take the trained weights: {result}")
+        encoder.norm.load_state_dict(self.encoder_norm.state_dict())
+        return encoder
+
     def _token_geometry(self) -> tuple[int, int]:
         """(number of tokens, values per patch) of the encoder's tokenizer."""
         channels, *spatial = self.encoder.pretrained_cfg["input_size"]

@@ -79,3 +79,34 @@ def test_masked_autoencoder_runs_under_bf16_autocast(modality):
         loss = mae(x)
     loss.backward()
     assert torch.isfinite(loss) and mae.mask_token.grad is not None
+
+
+def test_image_encoder_keeps_its_trained_norm_for_a_class_token_linear_probe(tmp_path):
+    """MAE's layout: the saved encoder's final ``norm`` is the norm trained in pretraining, so the paper's
+    linear probe (class-token pooling) starts from it, and average-pooling fine-tuning still loads."""
+    from m2pt.checkpoints import load_target_weights, save_model
+    from m2pt.io import load_tensor_file
+    from m2pt.train.finetuning import finetune, load_initial_weights
+
+    result = pretrain(tiny_config(tmp_path / "mae", task="pretrain", epochs=1, mask_ratio=0.75, decoder_dim=16,
+                                  decoder_depth=1), quiet=True)
+    saved = load_tensor_file(result["encoder"])
+    assert "fc_norm.weight" not in saved and not torch.equal(saved["norm.weight"], torch.ones_like(saved["norm.weight"]))
+    last = torch.load(tmp_path / "mae" / "checkpoint.pt", weights_only=True)["model"]
+    torch.testing.assert_close(saved["norm.weight"], last["encoder_norm.weight"], rtol=0, atol=0)
+
+    probe = finetune(tiny_config(tmp_path / "probe", init=result["encoder"], linear_probe=True, optimizer="lars",
+                                 lr=0.5, weight_decay=0.0, epochs=1,
+                                 model_overrides={**TINY_MODEL, "global_pool": "token"}), quiet=True)
+    assert probe["finished"]
+    averaging = create_model("image", "tiny", num_classes=10, **TINY_MODEL)
+    report = load_initial_weights(averaging, result["encoder"])
+    assert sorted(report.unexpected) == ["norm.bias", "norm.weight"]
+    assert sorted(report.missing) == ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
+
+    old_style = create_model("image", "tiny", num_classes=0, **TINY_MODEL)  # average pooling: fc_norm, no norm
+    load_target_weights(old_style, result["encoder"])
+    old_file = save_model(old_style, tmp_path / "old_encoder.safetensors")
+    token_target = create_model("image", "tiny", num_classes=10, global_pool="token", **TINY_MODEL)
+    with pytest.raises(ValueError, match="no final norm .*global_pool=avg"):
+        load_initial_weights(token_target, str(old_file))
