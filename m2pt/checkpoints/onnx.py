@@ -2,8 +2,8 @@
 
 A merged M2PT model is the vanilla architecture, so it exports like any model of it. Both of
 PyTorch's exporters work: the dynamo-based one (``torch.export``, the default) and the
-TorchScript tracer. The batch dimension is dynamic. Point-cloud models do not export:
-``torch.cdist`` (their neighbour search) has no ONNX translation.
+TorchScript tracer. The batch dimension is dynamic. Point-cloud models export with their
+grouping (farthest point sampling and kNN written out in ONNX operators).
 """
 
 from __future__ import annotations

@@ -46,9 +46,25 @@ def test_pathway_model_is_refused_without_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_point_model_exports_with_its_neighbour_search(tmp_path, exporter):
+    """FPS and kNN grouping run inside the ONNX graph; clouds of a new batch size group as in PyTorch."""
+    model = merged("point")
+    result = export_onnx(model, tmp_path / "point.onnx", exporter=exporter)
+    assert result.max_abs_diff is not None and result.max_abs_diff < TOL
+    x = torch.randn(4, *model.pretrained_cfg["input_size"], generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(run_onnxruntime(result.path, x), model(x), atol=TOL, rtol=0)
+
+
+class _PairwiseDistances(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(x, x).sum(-1)
+
+
 def test_untranslatable_model_names_the_operation_and_leaves_no_file(tmp_path):
-    with pytest.raises(CheckpointError, match="torchscript exporter failed"):
-        export_onnx(merged("point"), tmp_path / "point.onnx", exporter="torchscript")
+    with pytest.raises(CheckpointError, match="dynamo exporter failed: .*cdist"):
+        export_onnx(_PairwiseDistances(), tmp_path / "cdist.onnx", example=torch.randn(2, 8, 3), check=False)
     assert list(tmp_path.iterdir()) == []
 
 
