@@ -56,10 +56,49 @@ def match_classes(dataset: Dataset, classes: Sequence[str], what: str = "the dat
     names = [str(name) for name in dataset.classes]
     if names == list(classes):
         return dataset
-    unknown = [name for name in names if name not in set(classes)]
+    spelled = folder_spellings(classes)
+    unknown = [name for name in names if name not in set(classes) and name not in spelled]
     if unknown:
         raise DatasetError(
             f"{what} has classes the model was not trained on: {unknown[:10]}"
             f"{' ...' if len(unknown) > 10 else ''}; the model's classes are {list(classes)[:20]}. "
-            "Use data with the model's class names (for a list file, pass --data-option classes=... or fix its labels)")
+            "Use data with the model's class names (for a list file, pass --data-option classes=... or fix its labels)"
+            + (f"; in folder names write {', '.join(f'{v!r} for {k!r}' for k, v in _reverse(spelled).items())}"
+               if spelled else ""))
+    if any(name in spelled and name not in set(classes) for name in names):
+        dataset = _Renamed(dataset, [name if name in set(classes) else spelled[name] for name in names])
     return ClassMappedDataset(dataset, classes)
+
+
+def folder_spellings(classes: Sequence[str]) -> dict[str, str]:
+    """Folder-name spellings of class names that cannot be folder names ("T-shirt/top" -> "T-shirt_top").
+
+    Only spellings that name no other class are given, so a match is never ambiguous.
+    """
+    spellings = {}
+    for name in classes:
+        folder = name.replace("/", "_").replace("\\", "_")
+        if folder != name and folder not in set(classes):
+            spellings[folder] = name
+    return spellings
+
+
+def _reverse(spellings: dict[str, str]) -> dict[str, str]:
+    return {name: folder for folder, name in spellings.items()}
+
+
+class _Renamed:
+    """``dataset`` seen with other class names (same order, same items)."""
+
+    def __init__(self, dataset: Dataset, classes: list[str]) -> None:
+        self.dataset = dataset
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        return self.dataset[index]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["dataset"], name)
