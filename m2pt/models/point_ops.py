@@ -10,9 +10,19 @@ from typing import Optional, Tuple
 import torch
 
 
+__all__ = [
+    "farthest_point_sample",
+    "gather_points",
+    "knn_indices",
+    "group_points",
+    "three_nn_interpolate",
+]
+
+
 def _exporting() -> bool:
     """True while an ONNX exporter traces the model (TorchScript tracing or ``torch.export``)."""
-    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_exporting()
+    is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)  # torch >= 2.5
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or is_exporting()
 
 
 def _distances(queries: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -25,15 +35,6 @@ def _distances(queries: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     if _exporting():
         return (queries.float()[:, :, None, :] - points.float()[:, None, :, :]).square().sum(-1).sqrt()
     return torch.cdist(queries.float(), points.float(), compute_mode="donot_use_mm_for_euclid_dist")
-
-
-__all__ = [
-    "farthest_point_sample",
-    "gather_points",
-    "knn_indices",
-    "group_points",
-    "three_nn_interpolate",
-]
 
 
 @torch.no_grad()

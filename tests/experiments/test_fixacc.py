@@ -103,8 +103,12 @@ def test_fixacc_run_end_to_end_trains_only_lambda_and_the_classifier(tmp_path):
     encoder = load_file(str(runner.encoder_path("mae:image")))
 
     baseline = load_file(str(runner.run_folder(runs[0]) / "model.safetensors"))
-    assert set(baseline) == set(encoder) | {"head.weight", "head.bias"}
-    for key, value in encoder.items():
+    # The encoder's trained final norm serves class-token pooling; the average-pooled probe gets a fresh
+    # fc_norm, as MAE's main_linprobe.py --global_pool does.
+    shared = {key: value for key, value in encoder.items() if not key.startswith("norm.")}
+    assert set(baseline) == set(shared) | {"fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"}
+    assert torch.equal(baseline["fc_norm.weight"], torch.ones(32)) and torch.equal(baseline["fc_norm.bias"], torch.zeros(32))
+    for key, value in shared.items():
         assert torch.equal(baseline[key], value), key
 
     folder = runner.run_folder(runs[1])
@@ -112,7 +116,7 @@ def test_fixacc_run_end_to_end_trains_only_lambda_and_the_classifier(tmp_path):
     scales = {k: v for k, v in pathways.items() if k.endswith(".scale")}
     assert len(scales) == 2 * 4
     assert all(not torch.allclose(v, torch.full_like(v, 1e-4)) for v in scales.values())  # λ trained
-    for key, value in encoder.items():
+    for key, value in shared.items():
         if key.endswith(".weight") and f"{key.removesuffix('.weight')}.parametrizations.weight.original" in pathways:
             prefix = key.removesuffix(".weight") + ".parametrizations.weight."
             assert torch.equal(pathways[prefix + "original"], value), key  # W frozen
