@@ -206,6 +206,8 @@ def read_export_config(path: PathLike) -> dict[str, Any]:
         FileNotFoundError: no config beside the weights.
         ValueError: the config is not the JSON that :func:`save_model` writes.
     """
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no model at {path}: the file (or export folder) does not exist")
     weights_path, config_path = _find_config(Path(path))
     if not config_path.is_file() and weights_path.suffix == ".safetensors" and weights_path.is_file():
         embedded = read_safetensors_metadata(weights_path).get(M2PT_METADATA_KEY)

@@ -101,6 +101,10 @@ def test_bad_export_paths_and_configs(tmp_path):
     save_safetensors(model.state_dict(), tmp_path / "bare.safetensors")
     with pytest.raises(FileNotFoundError, match="No model config at .*bare.json"):
         load_model(tmp_path / "bare.safetensors")
+    # a missing weights file is named as missing, not blamed on a config.json that happens to sit beside it
+    (tmp_path / "config.json").write_text(json.dumps({"epochs": 3}))
+    with pytest.raises(FileNotFoundError, match="no model at .*missing.safetensors: the file"):
+        load_model(tmp_path / "missing.safetensors")
 
 
 def test_model_without_build_recipe(tmp_path):
