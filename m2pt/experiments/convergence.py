@@ -151,10 +151,12 @@ def budget_markdown(points: Sequence[BudgetPoint]) -> str:
 
 def study_sections(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any]],
                    output: Optional[Path] = None) -> str:
-    """Plateau checks, pretraining losses, gain versus budget and the λ study as Markdown."""
+    """The pretrained auxiliaries against their controls, plateau checks, pretraining losses, gain versus
+    budget and the λ study as Markdown."""
+    from .controls import control_comparisons, controls_markdown
     from .lambda_analysis import lambda_markdown, lambda_summaries
 
-    parts = [plateau_markdown(plateau_checks(summaries)),
+    parts = [controls_markdown(control_comparisons(summaries, rows)), plateau_markdown(plateau_checks(summaries)),
              pretrain_markdown(pretrain_loss_curves(output / "pretrain")) if output is not None else "",
              budget_markdown(budget_points(summaries)), lambda_markdown(lambda_summaries(rows))]
     return "\n".join(p for p in parts if p)
