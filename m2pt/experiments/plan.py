@@ -239,9 +239,10 @@ def priority(profile: Profile, run: RunSpec) -> int:
 
     0. lead targets: baseline, the pathway from the control auxiliary, its random and permuted
        controls (the question "knowledge or statistics?");
-    1. lead targets: pathways from the other auxiliaries;
+    1. lead targets: the plateau check (is tier 0 measured at convergence?) and the
+       gain-versus-budget study;
     2. the fix-acc study (linear probe of the MAE-pretrained image target; short runs);
-    3. lead targets: the gain-versus-budget study and the plateau check;
+    3. lead targets: pathways from the other auxiliaries;
     4. the other targets: baseline, pathway from the control auxiliary, its controls;
     5. the other targets: the other pathways;
     6. MiniLM on the ``small`` preset;
@@ -251,11 +252,11 @@ def priority(profile: Profile, run: RunSpec) -> int:
     if run.arm.group == "main":
         control = control_aux(profile, run.modality)
         primary = run.arm.aux is None or (control is not None and run.arm.aux.endswith(f"mae:{control}"))
-        return (0 if primary else 1) if lead else (4 if primary else 5)
+        return (0 if primary else 3) if lead else (4 if primary else 5)
+    if run.arm.group in ("budget", "plateau") and lead:
+        return 1
     if run.arm.group == "fixacc":
         return 2
-    if run.arm.group in ("budget", "plateau") and lead:
-        return 3
     if run.arm.group == "minilm":
         return 6
     return 7

@@ -93,6 +93,10 @@ def test_informative_order_finishes_the_key_comparisons_first():
     assert {(r.modality, r.arm.name) for r in first} == {
         (t, a) for t in ("image", "audio") for a in ("baseline", "aux-point", "random-point", "permuted-point")}
     assert [r.seed for r in first] == [0] * 8 + [1] * 8 + [2] * 8
+    # then whether those targets were at their plateau, and the gain versus budget
+    following = {r.arm.group for r in runs[24:]}
+    assert {r.arm.group for r in runs[24:24 + 60]} == {"budget", "plateau"} and "budget" in following
+    assert {r.modality for r in runs[24:24 + 60]} == {"image", "audio"}
     assert runs[-1].arm.group in ("plateau", "minilm")
     # the old profiles keep their seed-major order
     _, full = build_plan(get_profile("full"))
