@@ -397,16 +397,21 @@ def _info(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from m2pt.checkpoints import load_model
-    from m2pt.checkpoints.onnx import example_input, export_onnx
+    from m2pt.checkpoints.onnx import example_inputs, export_onnx
 
     model = load_model(args.model)
-    result = export_onnx(model, args.onnx, example_input(model, args.batch_size), exporter=args.exporter,
+    result = export_onnx(model, args.onnx, example_inputs(model, args.batch_size), exporter=args.exporter,
                          opset=args.opset, check=not args.no_check)
+    finite = result.max_abs_diff is None or result.max_abs_diff != float("inf")
     print(json.dumps({"onnx": str(result.path), "exporter": result.exporter, "input_shape": list(result.input_shape),
-                      "max_abs_diff_vs_torch": result.max_abs_diff}, indent=2))
+                      "max_abs_diff_vs_torch": result.max_abs_diff if finite else None,
+                      "nan_or_inf_vs_torch": not finite}, indent=2))
     if result.max_abs_diff is not None and result.max_abs_diff > args.atol:
-        print(f"m2pt export: error: onnxruntime differs from PyTorch by {result.max_abs_diff:.3g} > --atol "
-              f"{args.atol:g}; {result.path} was written but does not reproduce the model.", file=sys.stderr)
+        how = ("gives NaN or Inf where PyTorch does not" if result.max_abs_diff == float("inf")
+               else f"differs from PyTorch by {result.max_abs_diff:.3g} > --atol {args.atol:g}")
+        other = "torchscript" if result.exporter == "dynamo" else "dynamo"
+        print(f"m2pt export: error: onnxruntime {how}; {result.path} was written but does not reproduce the model "
+              f"(try --exporter {other}).", file=sys.stderr)
         return 1
     return 0
 

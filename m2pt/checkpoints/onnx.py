@@ -3,11 +3,15 @@
 A merged M2PT model is the vanilla architecture, so it exports like any model of it. Both of
 PyTorch's exporters work: the dynamo-based one (``torch.export``, the default) and the
 TorchScript tracer. The batch dimension is dynamic. Point-cloud models export with their
-grouping (farthest point sampling and kNN written out in ONNX operators).
+grouping (farthest point sampling and kNN written out in ONNX operators); a part-segmentation
+model takes its object categories ``[B]`` (int64) as a second input, ``object_label``, and
+exports with the TorchScript exporter (the dynamo export gives NaN for some points with
+onnxruntime, which the check reports as an infinite difference).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +26,9 @@ from .hf_export import is_transformers_model
 
 Exporter = Literal["dynamo", "torchscript"]
 INPUT_NAME = "input"
+OBJECT_LABEL_NAME = "object_label"
 OUTPUT_NAME = "output"
+Inputs = tuple[Tensor, ...]
 
 
 @dataclass(frozen=True)
@@ -52,20 +58,50 @@ def example_input(model: nn.Module, batch_size: int = 2, seed: int = 0) -> Tenso
     input_size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
     if not input_size:
         raise CheckpointError(
-            f"{type(model).__name__} records no pretrained_cfg['input_size']; pass example_input= (a batch).")
+            f"{type(model).__name__} records no pretrained_cfg['input_size']; pass example= (a batch).")
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch_size, *input_size, generator=generator)
 
 
-def _export(model: nn.Module, x: Tensor, path: Path, exporter: Exporter, opset: Optional[int]) -> None:
+def example_inputs(model: nn.Module, batch_size: int = 2, seed: int = 0) -> Inputs:
+    """:func:`example_input`, plus random object-category indices ``[B]`` for a part-segmentation
+    model that takes them (``num_object_classes > 0``)."""
+    inputs = (example_input(model, batch_size, seed),)
+    categories = getattr(model, "num_object_classes", 0)
+    if categories:
+        inputs += (torch.randint(categories, (batch_size,), generator=torch.Generator().manual_seed(seed)),)
+    return inputs
+
+
+def _input_names(inputs: Inputs) -> list[str]:
+    return [INPUT_NAME, OBJECT_LABEL_NAME, *(f"input_{i}" for i in range(2, len(inputs)))][:len(inputs)]
+
+
+def _fresh_inputs(model: nn.Module, inputs: Inputs, seed: int = 1) -> Inputs:
+    """New inputs like ``inputs`` with one more item in the batch (labels drawn within the model's categories)."""
+    generator = torch.Generator().manual_seed(seed)
+    fresh = []
+    for tensor in inputs:
+        shape = (tensor.shape[0] + 1, *tensor.shape[1:])
+        if tensor.is_floating_point():
+            fresh.append(torch.randn(shape, generator=generator, dtype=tensor.dtype))
+        else:
+            high = getattr(model, "num_object_classes", 0) or int(tensor.max()) + 1
+            fresh.append(torch.randint(high, shape, generator=generator, dtype=tensor.dtype))
+    return tuple(fresh)
+
+
+def _export(model: nn.Module, inputs: Inputs, path: Path, exporter: Exporter, opset: Optional[int]) -> None:
     kwargs = {} if opset is None else {"opset_version": opset}
+    names = _input_names(inputs)
     if exporter == "dynamo":
-        torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False,
+        batch = torch.export.Dim("batch")
+        torch.onnx.export(model, inputs, str(path), dynamo=True, input_names=names, output_names=[OUTPUT_NAME],
+                          dynamic_shapes=tuple({0: batch} for _ in inputs), external_data=False, verbose=False,
                           **kwargs)
     else:
-        torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, **kwargs)
+        torch.onnx.export(model, inputs, str(path), dynamo=False, input_names=names, output_names=[OUTPUT_NAME],
+                          dynamic_axes={name: {0: "batch"} for name in [*names, OUTPUT_NAME]}, **kwargs)
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -76,21 +112,32 @@ def _short_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"[:400]
 
 
-def run_onnxruntime(path: PathLike, x: Tensor) -> Tensor:
-    """Run the ``.onnx`` file on ``x`` with onnxruntime (CPU) and return the first output."""
+def run_onnxruntime(path: PathLike, x: Tensor | Inputs) -> Tensor:
+    """Run the ``.onnx`` file on ``x`` (a batch, or a tuple of inputs in the model's order) with
+    onnxruntime (CPU) and return the first output."""
     try:
         import onnxruntime
     except ImportError as exc:
         raise ImportError("checking an ONNX export needs onnxruntime: pip install 'm2pt[onnx]'") from exc
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (output, *_) = session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy()})
+    inputs = x if isinstance(x, tuple) else (x,)
+    feed = {spec.name: tensor.detach().cpu().numpy() for spec, tensor in zip(session.get_inputs(), inputs)}
+    (output, *_) = session.run(None, feed)
     return torch.from_numpy(output)
+
+
+def largest_difference(actual: Tensor, expected: Tensor) -> float:
+    """``max |actual - expected|``; infinite where one side is NaN or infinite and the other is not."""
+    actual, expected = actual.float(), expected.float()
+    both_nan = actual.isnan() & expected.isnan()
+    difference = (actual - expected).abs().masked_fill(both_nan, 0.0)
+    return float(difference.nan_to_num(nan=math.inf).max()) if difference.numel() else 0.0
 
 
 def export_onnx(
     model: nn.Module,
     path: PathLike,
-    example: Optional[Tensor] = None,
+    example: Optional[Tensor | Inputs] = None,
     *,
     exporter: Exporter = "dynamo",
     opset: Optional[int] = None,
@@ -101,7 +148,9 @@ def export_onnx(
     Args:
         model: The model; pathways must be merged first (``m2pt.merge_pathways``).
         path: The ``.onnx`` file to write (written completely or not at all).
-        example: An example batch (default: random, of ``model.pretrained_cfg["input_size"]``).
+        example: An example batch, or a tuple of the model's inputs (default: :func:`example_inputs`:
+            random, of ``model.pretrained_cfg["input_size"]``, plus object categories for a
+            part-segmentation model).
         exporter: ``"dynamo"`` (``torch.export``, default) or ``"torchscript"``.
         opset: ONNX opset (default: the exporter's).
         check: Run the export with onnxruntime on a new batch of another size and record the
@@ -133,20 +182,20 @@ def export_onnx(
     was_training = model.training
     model.eval()
     try:
-        x = example if example is not None else example_input(model)
+        inputs = example_inputs(model) if example is None else example if isinstance(example, tuple) else (example,)
         with atomic_path(path) as tmp:
             try:
-                _export(model, x, tmp, exporter, opset)
+                _export(model, inputs, tmp, exporter, opset)
             except Exception as exc:  # exporters raise many types; the reason is what matters
                 raise CheckpointError(
                     f"ONNX export of {type(model).__name__} with the {exporter} exporter failed: {_short_reason(exc)}"
                 ) from exc
         max_abs_diff = None
         if check:
-            fresh = torch.randn(x.shape[0] + 1, *x.shape[1:], generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+            fresh = _fresh_inputs(model, inputs)
             with torch.no_grad():
-                expected = model(fresh)
-            max_abs_diff = float((run_onnxruntime(path, fresh) - expected.float()).abs().max())
+                expected = model(*fresh)
+            max_abs_diff = largest_difference(run_onnxruntime(path, fresh), expected)
     finally:
         model.train(was_training)
-    return OnnxExport(path, exporter, tuple(x.shape), max_abs_diff)
+    return OnnxExport(path, exporter, tuple(inputs[0].shape), max_abs_diff)

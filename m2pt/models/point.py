@@ -16,7 +16,7 @@ from torch import nn
 from timm.layers import trunc_normal_
 
 from .input_checks import check_input, finite_checks_enabled
-from .point_ops import group_points, three_nn_interpolate
+from .point_ops import exporting, group_points, three_nn_interpolate
 from .transformer import TimmApiMixin, build_blocks, init_transformer_weights
 
 __all__ = ["MiniPointNet", "PointTransformer", "PointPartSegTransformer", "default_fetch_indices"]
@@ -284,7 +284,8 @@ class PointPartSegTransformer(PointTransformer):
         if object_label is None:
             raise ValueError(f"part-segmentation model needs object_label ([B] indices in [0, {self.num_object_classes}))")
         if object_label.dim() == 1 and object_label.shape[0] == batch:
-            if object_label.min() < 0 or object_label.max() >= self.num_object_classes:
+            # a data-dependent check cannot be traced; an exported model's one-hot of a bad label is zero
+            if not exporting() and (object_label.min() < 0 or object_label.max() >= self.num_object_classes):
                 raise ValueError(f"object_label values must lie in [0, {self.num_object_classes})")
             return nn.functional.one_hot(object_label.long(), self.num_object_classes)
         if object_label.shape == (batch, self.num_object_classes):

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
     """True while an ONNX exporter traces the model (TorchScript tracing or ``torch.export``)."""
     is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)  # torch >= 2.5
     return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or is_exporting()
@@ -32,7 +32,7 @@ def _distances(queries: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     ``cdist``. The two agree to float rounding (about 5e-7), so a near tie can order neighbours
     differently in the exported model; ``m2pt export --onnx`` reports the largest difference.
     """
-    if _exporting():
+    if exporting():
         return (queries.float()[:, :, None, :] - points.float()[:, None, :, :]).square().sum(-1).sqrt()
     return torch.cdist(queries.float(), points.float(), compute_mode="donot_use_mm_for_euclid_dist")
 

@@ -57,6 +57,25 @@ def test_point_model_exports_with_its_neighbour_search(tmp_path, exporter):
         torch.testing.assert_close(run_onnxruntime(result.path, x), model(x), atol=TOL, rtol=0)
 
 
+def test_part_segmentation_exports_with_its_object_label_input(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("point", "tiny", num_classes=6, task="partseg", num_points=256, **TINY).eval()
+    result = export_onnx(model, tmp_path / "partseg.onnx", exporter="torchscript")
+    assert result.input_shape == (2, 256, 3) and result.max_abs_diff < TOL
+    points, labels = torch.randn(3, 256, 3), torch.tensor([0, 7, 15])
+    with torch.no_grad():
+        expected = model(points, labels)
+    torch.testing.assert_close(run_onnxruntime(result.path, (points, labels)), expected, atol=TOL, rtol=0)
+
+
+def test_a_nan_where_torch_has_a_number_is_an_infinite_difference():
+    from m2pt.checkpoints.onnx import largest_difference
+
+    expected = torch.tensor([1.0, float("nan"), 3.0])
+    assert largest_difference(torch.tensor([1.0, float("nan"), 3.5]), expected) == 0.5
+    assert largest_difference(torch.tensor([1.0, float("nan"), float("nan")]), expected) == float("inf")
+
+
 class _PairwiseDistances(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cdist(x, x).sum(-1)
