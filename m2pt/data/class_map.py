@@ -56,17 +56,17 @@ def match_classes(dataset: Dataset, classes: Sequence[str], what: str = "the dat
     names = [str(name) for name in dataset.classes]
     if names == list(classes):
         return dataset
-    spelled = folder_spellings(classes)
-    unknown = [name for name in names if name not in set(classes) and name not in spelled]
+    known, spelled = set(classes), folder_spellings(classes)
+    unknown = [name for name in names if name not in known and name not in spelled]
     if unknown:
         raise DatasetError(
             f"{what} has classes the model was not trained on: {unknown[:10]}"
             f"{' ...' if len(unknown) > 10 else ''}; the model's classes are {list(classes)[:20]}. "
             "Use data with the model's class names (for a list file, pass --data-option classes=... or fix its labels)"
-            + (f"; in folder names write {', '.join(f'{v!r} for {k!r}' for k, v in _reverse(spelled).items())}"
+            + (f"; in folder names write {', '.join(f'{folder!r} for {name!r}' for folder, name in spelled.items())}"
                if spelled else ""))
-    if any(name in spelled and name not in set(classes) for name in names):
-        dataset = _Renamed(dataset, [name if name in set(classes) else spelled[name] for name in names])
+    if any(name not in known for name in names):
+        dataset = _Renamed(dataset, [name if name in known else spelled[name] for name in names])
     return ClassMappedDataset(dataset, classes)
 
 
@@ -75,16 +75,12 @@ def folder_spellings(classes: Sequence[str]) -> dict[str, str]:
 
     Only spellings that name no other class are given, so a match is never ambiguous.
     """
-    spellings = {}
+    known, spellings = set(classes), {}
     for name in classes:
         folder = name.replace("/", "_").replace("\\", "_")
-        if folder != name and folder not in set(classes):
+        if folder != name and folder not in known:
             spellings[folder] = name
     return spellings
-
-
-def _reverse(spellings: dict[str, str]) -> dict[str, str]:
-    return {name: folder for folder, name in spellings.items()}
 
 
 class _Renamed:

@@ -111,11 +111,15 @@ def _mean(values: Iterable[Optional[float]]) -> float:
     return sum(kept) / len(kept) if kept else math.nan
 
 
-def _sort_key(s: ArmSummary) -> tuple:
+def table_order(group: str, setting: str, modality: str) -> tuple[int, int, int]:
+    """Sort key of a table row: group, setting and target in the report's order, unknown names last."""
     def index(seq: Sequence[str], value: str) -> int:
         return seq.index(value) if value in seq else len(seq)
-    return (index(GROUP_ORDER, s.group), index(SETTING_ORDER, s.setting), index(MODALITY_ORDER, s.modality),
-            s.baseline_arm is not None, s.arm)
+    return index(GROUP_ORDER, group), index(SETTING_ORDER, setting), index(MODALITY_ORDER, modality)
+
+
+def _sort_key(s: ArmSummary) -> tuple:
+    return (*table_order(s.group, s.setting, s.modality), s.baseline_arm is not None, s.arm)
 
 
 def summarize(rows: Iterable[dict[str, Any]]) -> list[ArmSummary]:

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .aggregate import (GROUP_ORDER, MIN_PAIRS, MODALITY_ORDER, SETTING_ORDER, ArmSummary, fmt_value, metric_of,
-                        paired_difference, se_of_difference)
+from .aggregate import (MIN_PAIRS, ArmSummary, fmt_value, metric_of, paired_difference, se_of_difference,
+                        table_order)
 
 CONTROL_KINDS = ("random", "permuted")
 
@@ -66,11 +66,7 @@ def control_comparisons(summaries: Sequence[ArmSummary], rows: Sequence[dict[str
             out.append(ControlComparison(
                 aux.group, setting, modality, arm, control.arm, aux.n, control.n, aux.mean - control.mean,
                 se_of_difference(aux.std, aux.n, control.std, control.n), n, paired, paired_se))
-
-    def position(order: Sequence[str], value: str) -> int:
-        return order.index(value) if value in order else len(order)
-    return sorted(out, key=lambda c: (position(GROUP_ORDER, c.group), position(SETTING_ORDER, c.setting),
-                                      position(MODALITY_ORDER, c.modality), c.arm, c.control))
+    return sorted(out, key=lambda c: (*table_order(c.group, c.setting, c.modality), c.arm, c.control))
 
 
 def controls_markdown(comparisons: Sequence[ControlComparison]) -> str:
