@@ -4,9 +4,8 @@ A merged M2PT model is the vanilla architecture, so it exports like any model of
 PyTorch's exporters work: the dynamo-based one (``torch.export``, the default) and the
 TorchScript tracer. The batch dimension is dynamic. Point-cloud models export with their
 grouping (farthest point sampling and kNN written out in ONNX operators); a part-segmentation
-model takes its object categories ``[B]`` (int64) as a second input, ``object_label``, and
-exports with the TorchScript exporter (the dynamo export gives NaN for some points with
-onnxruntime, which the check reports as an infinite difference).
+model takes its object categories ``[B]`` (int64) as a second input, ``object_label``. The check
+counts a NaN or Inf where PyTorch has a number as an infinite difference.
 """
 
 from __future__ import annotations

@@ -141,7 +141,9 @@ def three_nn_interpolate(
     with torch.no_grad():
         sq_dist = _distances(targets, sources).square()
         nearest_sq_dist, nearest = sq_dist.topk(k, dim=-1, largest=False, sorted=True)
-        weights = 1.0 / (nearest_sq_dist + eps)
+        # 1 / (d + eps), scaled by eps (it cancels in the normalisation): ONNX graph optimizers
+        # remove an added constant as small as 1e-8 as "x + 0", which turns a zero distance into inf.
+        weights = 1.0 / (nearest_sq_dist / eps + 1.0)
         weights = weights / weights.sum(-1, keepdim=True)
     neighbour_features = gather_points(source_features, nearest)  # [B, N, k, C]
     return (neighbour_features * weights[..., None].to(source_features.dtype)).sum(2)
