@@ -37,9 +37,17 @@ class PlateauCheck:
     n: int
 
     @property
-    def reached(self) -> bool:
-        """Whether doubling the training improved the baseline by less than 1 point."""
-        return self.gain < PLATEAU_POINTS
+    def verdict(self) -> str:
+        """``"yes"`` when the gain is below 1 point by more than its 2·SE, ``"no"`` when above it by
+        more, else ``"undecided"``; without a standard error (one seed) the gain alone decides,
+        marked ``"(1 seed)"``."""
+        if math.isnan(self.paired_se):
+            return f"{'yes' if self.gain < PLATEAU_POINTS else 'no'} (1 seed)"
+        if self.gain + 2 * self.paired_se < PLATEAU_POINTS:
+            return "yes"
+        if self.gain - 2 * self.paired_se > PLATEAU_POINTS:
+            return "no"
+        return "undecided"
 
 
 def plateau_checks(summaries: Sequence[ArmSummary]) -> list[PlateauCheck]:
@@ -56,12 +64,13 @@ def plateau_markdown(checks: Sequence[PlateauCheck]) -> str:
     if not checks:
         return ""
     lines = [f"### Plateau check: baseline trained twice as long (reached when the gain is < {PLATEAU_POINTS:g} "
-             "point)", "", "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | paired 2·SE | n | "
+             "point)", "", f"yes: the gain is below {PLATEAU_POINTS:g} point by more than its 2·SE; no: above it by "
+             "more; undecided: within 2·SE of it.", "", "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | paired 2·SE | n | "
              "plateau |", "|---|---|---|---|---|---|---|---|"]
     for c in checks:
         lines.append(f"| {c.setting} | {c.modality} | {c.baseline:.2f} | {c.doubled:.2f} | {c.gain:+.2f} | "
                      f"{fmt_value(2 * c.paired_se)} | "
-                     f"{c.n} | {'yes' if c.reached else 'no'} |")
+                     f"{c.n} | {c.verdict} |")
     lines.append("")
     return "\n".join(lines)
 

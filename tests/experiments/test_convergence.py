@@ -24,20 +24,28 @@ def _row(arm, seed, top1, baseline="baseline", group="main", modality="image", l
             "pathway_stats": {"layers": layers} if layers else {}}
 
 
-def test_plateau_reached_only_below_one_point():
+def test_plateau_reached_only_below_one_point_beyond_the_seed_noise():
+    noise = (-4.0, 0.0, 4.0)
     rows = [_row("baseline", s, 80.0 + s, baseline=None) for s in range(3)]
     rows += [_row("baseline-x2", s, 80.5 + s, group="plateau") for s in range(3)]
     rows += [_row("baseline", s, 50.0 + s, baseline=None, modality="audio") for s in range(3)]
     rows += [_row("baseline-x2", s, 55.0 + s, group="plateau", modality="audio") for s in range(3)]
+    rows += [_row("baseline", s, 60.0, baseline=None, modality="video") for s in range(3)]
+    rows += [_row("baseline-x2", s, 60.5 + noise[s], group="plateau", modality="video") for s in range(3)]
+    rows += [_row("baseline", 0, 70.0, baseline=None, modality="point"),
+             _row("baseline-x2", 0, 70.4, group="plateau", modality="point")]
     for row in rows:
         if row["arm"] == "baseline-x2":
             row["aux"] = None
     checks = {c.modality: c for c in plateau_checks(summarize(rows))}
-    assert checks["image"].gain == pytest.approx(0.5) and checks["image"].reached
-    assert checks["audio"].gain == pytest.approx(5.0) and not checks["audio"].reached
+    assert checks["image"].gain == pytest.approx(0.5) and checks["image"].verdict == "yes"
+    assert checks["audio"].gain == pytest.approx(5.0) and checks["audio"].verdict == "no"
+    assert checks["video"].gain == pytest.approx(0.5) and checks["video"].verdict == "undecided"
+    assert checks["point"].verdict == "yes (1 seed)"
     text = study_sections(summarize(rows), rows)
     assert "| scratch | image | 81.00 | 81.50 | +0.50 | 0.00 | 3 | yes |" in text
     assert "| scratch | audio | 51.00 | 56.00 | +5.00 | 0.00 | 3 | no |" in text
+    assert "| scratch | video | 60.00 | 60.50 | +0.50 | 4.62 | 3 | undecided |" in text
 
 
 def test_gain_versus_budget_points_and_plot(tmp_path):
