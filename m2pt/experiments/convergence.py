@@ -64,9 +64,11 @@ def plateau_markdown(checks: Sequence[PlateauCheck]) -> str:
     if not checks:
         return ""
     lines = [f"### Plateau check: baseline trained twice as long (reached when the gain is < {PLATEAU_POINTS:g} "
-             "point)", "", f"yes: the gain is below {PLATEAU_POINTS:g} point by more than its 2·SE; no: above it by "
-             "more; undecided: within 2·SE of it.", "", "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | paired 2·SE | n | "
-             "plateau |", "|---|---|---|---|---|---|---|---|"]
+             "point)", "",
+             f"yes: the gain is below {PLATEAU_POINTS:g} point by more than its 2·SE; no: above it by more; "
+             "undecided: within 2·SE of it.", "",
+             "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | paired 2·SE | n | plateau |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in checks:
         lines.append(f"| {c.setting} | {c.modality} | {c.baseline:.2f} | {c.doubled:.2f} | {c.gain:+.2f} | "
                      f"{fmt_value(2 * c.paired_se)} | "

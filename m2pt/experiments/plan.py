@@ -341,8 +341,12 @@ def extra_seed_runs(profile: Profile, runs: Sequence[RunSpec], rows: Sequence[di
             if (run.setting, run.modality, run.arm.name, seed) not in have:
                 new = RunSpec(run.setting, run.modality, run.arm, seed, run.options)
                 extra.setdefault(new.run_id, new)
-    ordered = list(extra.values())
-    return order_informative(profile, ordered) if profile.order == "informative" else ordered
+    return in_profile_order(profile, list(extra.values()))
+
+
+def in_profile_order(profile: Profile, runs: Sequence[RunSpec]) -> list[RunSpec]:
+    """``runs`` in the profile's order: by tier (:func:`order_informative`) or as given."""
+    return order_informative(profile, runs) if profile.order == "informative" else list(runs)
 
 
 def _pretrainings(profile: Profile, runs: Sequence[RunSpec]) -> list[PretrainSpec]:

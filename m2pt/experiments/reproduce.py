@@ -14,7 +14,7 @@ from .convergence import study_sections
 from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
 from .figures import write_figures
 from .lr_budget import describe_sums
-from .plan import PretrainSpec, RunSpec, build_plan, extra_seed_runs, lambda_lr_sums_of
+from .plan import PretrainSpec, RunSpec, build_plan, extra_seed_runs, in_profile_order, lambda_lr_sums_of
 from .pool import resolve_workers
 from .records import RESULTS_FILE, latest_rows, read_rows
 from .runner import Runner, RunnerOptions, execute
@@ -124,9 +124,10 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     picks 1 or 2 torch threads by timing a step with each.
 
     With ``estimate_only`` the step times are calibrated and the estimate printed, nothing runs.
-    A profile with ``extra_seeds`` runs, after its planned runs, the extra seeds of every
-    comparison whose gain is too uncertain (:func:`~m2pt.experiments.plan.extra_seed_runs`);
-    explicit ``seeds`` turn that off.
+    A profile with ``extra_seeds`` adds the extra seeds of every comparison whose gain is too
+    uncertain (:func:`~m2pt.experiments.plan.extra_seed_runs`): those its finished results
+    already decide join their tier at the start (so a resumed study runs them before the next
+    tier), the rest follow the planned runs. Explicit ``seeds`` turn that off.
 
     Returns:
         ``{"runs": n, "pretrainings": n, "counts": {...}, "written": [...], "seconds": s}``
@@ -154,6 +155,12 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         log("threads: " + ", ".join(f"{n}: {t:.3f} s/step" for n, t in timings.items()) + f" -> using {threads}")
     torch.set_num_threads(threads)
     output.mkdir(parents=True, exist_ok=True)
+    runner = Runner(RunnerOptions(output=output, keep_heavy_files=keep_heavy_files, log=log))
+    decided = extra_seed_runs(profile, runs, list(runner.finished_rows().values())) if not seeds else []
+    if decided:
+        log(f"{len(decided)} extra run(s) join their tiers: seeds {','.join(map(str, profile.extra_seeds))} where "
+            f"2·SE of a gain > {profile.extra_seed_se:g} point(s)")
+        runs = in_profile_order(profile, [*runs, *decided])
     (output / "plan.json").write_text(json.dumps({
         "profile": profile.name, "seeds": list(seeds or profile.seeds), "only": list(only), "workers": workers,
         "threads": threads,
@@ -161,7 +168,6 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         "runs": [{"run_id": r.run_id, "fingerprint": r.fingerprint(), "arm": r.arm.name, "aux": r.arm.aux,
                   "pathway": r.arm.pathway, "baseline": r.arm.baseline, "options": r.options} for r in runs]},
         indent=1))
-    runner = Runner(RunnerOptions(output=output, keep_heavy_files=keep_heavy_files, log=log))
     estimates: dict[str, float] = {}
     if estimate:
         finished = runner.finished_rows()
@@ -192,7 +198,8 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         (output / "extra_runs.json").write_text(json.dumps([r.run_id for r in extra], indent=1))
         more = execute(runner, [], extra, {}, progress=progress, workers=workers, threads=threads)
         counts = {k: counts[k] + more[k] for k in counts}
-        result["extra_runs"] = len(extra)
+    if decided or extra:
+        result["extra_runs"] = len(decided) + len(extra)
     result["counts"] = counts
     result["written"] = [str(p) for p in aggregate(output, log)]
     result["seconds"] = time.perf_counter() - started

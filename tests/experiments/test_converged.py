@@ -176,3 +176,28 @@ def test_tier_milestones_add_up_the_estimates_in_order():
     assert lines[1].startswith("  tier 0 (24 runs: image/baseline, image/aux-point,")
     assert lines[1].endswith("done after about 16 min 00 s")  # 4 min + 24 runs x 1 min / 2 workers
     assert len(runs) == 168 and lines[-1].endswith("done after about 1 h 28 min")  # 4 min + 168 x 1 min / 2
+
+
+def test_extra_seeds_decided_by_finished_results_join_their_tier_on_resume(tmp_path):
+    import torch
+
+    from m2pt.experiments.reproduce import reproduce
+
+    profile = get_profile("converged")
+    _, runs = build_plan(profile, only=["image"])
+    noisy = {0: 3.0, 1: -2.0, 2: 4.0}
+    rows = [_row(r, 80.0 + r.seed + (noisy[r.seed] if r.arm.name == "aux-point" else 0.0))
+            for r in runs if r.arm.name in ("baseline", "aux-point", "random-point", "permuted-point")]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    threads = torch.get_num_threads()
+    try:
+        reproduce("converged", tmp_path, only=["image"], estimate=False, estimate_only=True, workers=1, threads=1,
+                  log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    planned = [(r["arm"], r["run_id"].rsplit("seed", 1)[1]) for r in plan["runs"]]
+    tier0 = sum(1 for r in runs if priority(profile, r) == 0)
+    assert sorted(planned[tier0:tier0 + 4]) == [("aux-point", "3"), ("aux-point", "4"), ("baseline", "3"),
+                                                ("baseline", "4")]
+    assert len(planned) == len(runs) + 4 and planned[tier0 + 4:] == [(r.arm.name, str(r.seed)) for r in runs[tier0:]]
