@@ -238,9 +238,9 @@ def priority(profile: Profile, run: RunSpec) -> int:
     """Tier of a run in the ``informative`` order (lower runs first).
 
     0. lead targets: baseline, the pathway from the control auxiliary, its random and permuted
-       controls (the question "knowledge or statistics?");
-    1. lead targets: the plateau check (is tier 0 measured at convergence?) and the
-       gain-versus-budget study;
+       controls (the question "knowledge or statistics?"), and the plateau check (is that
+       question asked at convergence?);
+    1. lead targets: the gain-versus-budget study;
     2. the fix-acc study (linear probe of the MAE-pretrained image target; short runs);
     3. lead targets: pathways from the other auxiliaries;
     4. the other targets: baseline, pathway from the control auxiliary, its controls;
@@ -253,7 +253,9 @@ def priority(profile: Profile, run: RunSpec) -> int:
         control = control_aux(profile, run.modality)
         primary = run.arm.aux is None or (control is not None and run.arm.aux.endswith(f"mae:{control}"))
         return (0 if primary else 3) if lead else (4 if primary else 5)
-    if run.arm.group in ("budget", "plateau") and lead:
+    if run.arm.group == "plateau" and lead:
+        return 0
+    if run.arm.group == "budget" and lead:
         return 1
     if run.arm.group == "fixacc":
         return 2

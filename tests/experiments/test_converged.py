@@ -89,14 +89,16 @@ def test_informative_order_finishes_the_key_comparisons_first():
     _, runs = build_plan(profile)
     tiers = [priority(profile, r) for r in runs]
     assert tiers == sorted(tiers)
-    first = runs[:24]  # image and audio: baseline, point pathway, random and permuted controls, 3 seeds
+    # image and audio: baseline, point pathway, random and permuted controls, and whether those
+    # targets were at their plateau (baseline trained twice as long), 3 seeds
+    first = runs[:30]
     assert {(r.modality, r.arm.name) for r in first} == {
-        (t, a) for t in ("image", "audio") for a in ("baseline", "aux-point", "random-point", "permuted-point")}
-    assert [r.seed for r in first] == [0] * 8 + [1] * 8 + [2] * 8
-    # then whether those targets were at their plateau, and the gain versus budget
-    following = {r.arm.group for r in runs[24:]}
-    assert {r.arm.group for r in runs[24:24 + 60]} == {"budget", "plateau"} and "budget" in following
-    assert {r.modality for r in runs[24:24 + 60]} == {"image", "audio"}
+        (t, a) for t in ("image", "audio")
+        for a in ("baseline", "aux-point", "random-point", "permuted-point", "baseline-x2")}
+    assert [r.seed for r in first] == [0] * 10 + [1] * 10 + [2] * 10
+    # then the gain versus budget
+    assert {r.arm.group for r in runs[30:30 + 54]} == {"budget"}
+    assert {r.modality for r in runs[30:30 + 54]} == {"image", "audio"}
     assert runs[-1].arm.group in ("plateau", "minilm")
     # the old profiles keep their seed-major order
     _, full = build_plan(get_profile("full"))
@@ -173,8 +175,8 @@ def test_tier_milestones_add_up_the_estimates_in_order():
     estimates = {r.run_id: 60.0 for r in runs} | {f"pretrain/{p.run_id}": 120.0 for p in pretrainings}
     lines = tier_milestones(profile, pretrainings, runs, estimates, workers=2)
     assert lines[0] == "  pretrainings: 4 min 00 s"
-    assert lines[1].startswith("  tier 0 (24 runs: image/baseline, image/aux-point,")
-    assert lines[1].endswith("done after about 16 min 00 s")  # 4 min + 24 runs x 1 min / 2 workers
+    assert lines[1].startswith("  tier 0 (30 runs: image/baseline, image/aux-point,")
+    assert lines[1].endswith("done after about 19 min 00 s")  # 4 min + 30 runs x 1 min / 2 workers
     assert len(runs) == 168 and lines[-1].endswith("done after about 1 h 28 min")  # 4 min + 168 x 1 min / 2
 
 
