@@ -33,7 +33,7 @@ class PlateauCheck:
     baseline: float
     doubled: float
     gain: float
-    paired_se: float
+    se: float
     n: int
 
     @property
@@ -41,21 +41,31 @@ class PlateauCheck:
         """``"yes"`` when the gain is below 1 point by more than its 2·SE, ``"no"`` when above it by
         more, else ``"undecided"``; without a standard error (one seed) the gain alone decides,
         marked ``"(1 seed)"``."""
-        if math.isnan(self.paired_se):
+        if math.isnan(self.se):
             return f"{'yes' if self.gain < PLATEAU_POINTS else 'no'} (1 seed)"
-        if self.gain + 2 * self.paired_se < PLATEAU_POINTS:
+        if self.gain + 2 * self.se < PLATEAU_POINTS:
             return "yes"
-        if self.gain - 2 * self.paired_se > PLATEAU_POINTS:
+        if self.gain - 2 * self.se > PLATEAU_POINTS:
             return "no"
         return "undecided"
 
 
 def plateau_checks(summaries: Sequence[ArmSummary]) -> list[PlateauCheck]:
-    """One :class:`PlateauCheck` per target with a finished ``baseline-x2`` arm."""
+    """One :class:`PlateauCheck` per target with a finished ``baseline-x2`` arm.
+
+    When every doubled run has its same-seed baseline, the check compares those seeds only (a
+    study in progress may have finished more baseline seeds than doubled ones); otherwise all
+    runs of both arms, unpaired.
+    """
     out = []
     for s in summaries:
-        if s.arm == PLATEAU_ARM and s.baseline_arm and not math.isnan(s.gain):
-            out.append(PlateauCheck(s.setting, s.modality, s.baseline_mean, s.mean, s.gain, s.paired_se, s.n))
+        if s.arm != PLATEAU_ARM or not s.baseline_arm or math.isnan(s.gain):
+            continue
+        if s.paired_n == s.n:
+            baseline, gain, se = s.mean - s.paired_gain, s.paired_gain, s.paired_se
+        else:
+            baseline, gain, se = s.baseline_mean, s.gain, s.se_diff
+        out.append(PlateauCheck(s.setting, s.modality, baseline, s.mean, gain, se, s.n))
     return out
 
 
@@ -67,11 +77,11 @@ def plateau_markdown(checks: Sequence[PlateauCheck]) -> str:
              "point)", "",
              f"yes: the gain is below {PLATEAU_POINTS:g} point by more than its 2·SE; no: above it by more; "
              "undecided: within 2·SE of it.", "",
-             "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | paired 2·SE | n | plateau |",
+             "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | 2·SE | n | plateau |",
              "|---|---|---|---|---|---|---|---|"]
     for c in checks:
         lines.append(f"| {c.setting} | {c.modality} | {c.baseline:.2f} | {c.doubled:.2f} | {c.gain:+.2f} | "
-                     f"{fmt_value(2 * c.paired_se)} | "
+                     f"{fmt_value(2 * c.se)} | "
                      f"{c.n} | {c.verdict} |")
     lines.append("")
     return "\n".join(lines)

@@ -32,8 +32,9 @@ def test_plateau_reached_only_below_one_point_beyond_the_seed_noise():
     rows += [_row("baseline-x2", s, 55.0 + s, group="plateau", modality="audio") for s in range(3)]
     rows += [_row("baseline", s, 60.0, baseline=None, modality="video") for s in range(3)]
     rows += [_row("baseline-x2", s, 60.5 + noise[s], group="plateau", modality="video") for s in range(3)]
-    rows += [_row("baseline", 0, 70.0, baseline=None, modality="point"),
-             _row("baseline-x2", 0, 70.4, group="plateau", modality="point")]
+    # a study in progress: three baseline seeds, one doubled run; the check compares seed 0 with seed 0
+    rows += [_row("baseline", s, 70.0 + 10 * s, baseline=None, modality="point") for s in range(3)]
+    rows += [_row("baseline-x2", 0, 70.4, group="plateau", modality="point")]
     for row in rows:
         if row["arm"] == "baseline-x2":
             row["aux"] = None
@@ -41,6 +42,7 @@ def test_plateau_reached_only_below_one_point_beyond_the_seed_noise():
     assert checks["image"].gain == pytest.approx(0.5) and checks["image"].verdict == "yes"
     assert checks["audio"].gain == pytest.approx(5.0) and checks["audio"].verdict == "no"
     assert checks["video"].gain == pytest.approx(0.5) and checks["video"].verdict == "undecided"
+    assert (checks["point"].baseline, checks["point"].gain) == pytest.approx((70.0, 0.4))
     assert checks["point"].verdict == "yes (1 seed)"
     text = study_sections(summarize(rows), rows)
     assert "| scratch | image | 81.00 | 81.50 | +0.50 | 0.00 | 3 | yes |" in text
