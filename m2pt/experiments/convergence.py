@@ -39,10 +39,11 @@ class PlateauCheck:
     @property
     def verdict(self) -> str:
         """``"yes"`` when the gain is below 1 point by more than its 2·SE, ``"no"`` when above it by
-        more, else ``"undecided"``; without a standard error (one seed) the gain alone decides,
-        marked ``"(1 seed)"``."""
+        more, else ``"undecided"``; without a standard error (fewer than 3 seeds) the gain alone
+        decides, marked with the number of seeds."""
         if math.isnan(self.se):
-            return f"{'yes' if self.gain < PLATEAU_POINTS else 'no'} (1 seed)"
+            seeds = f"{self.n} seed{'' if self.n == 1 else 's'}"
+            return f"{'yes' if self.gain < PLATEAU_POINTS else 'no'} ({seeds}, no 2·SE)"
         if self.gain + 2 * self.se < PLATEAU_POINTS:
             return "yes"
         if self.gain - 2 * self.se > PLATEAU_POINTS:

@@ -43,7 +43,7 @@ def test_plateau_reached_only_below_one_point_beyond_the_seed_noise():
     assert checks["audio"].gain == pytest.approx(5.0) and checks["audio"].verdict == "no"
     assert checks["video"].gain == pytest.approx(0.5) and checks["video"].verdict == "undecided"
     assert (checks["point"].baseline, checks["point"].gain) == pytest.approx((70.0, 0.4))
-    assert checks["point"].verdict == "yes (1 seed)"
+    assert checks["point"].verdict == "yes (1 seed, no 2·SE)"
     text = study_sections(summarize(rows), rows)
     assert "| scratch | image | 81.00 | 81.50 | +0.50 | 0.00 | 3 | yes |" in text
     assert "| scratch | audio | 51.00 | 56.00 | +5.00 | 0.00 | 3 | no |" in text
