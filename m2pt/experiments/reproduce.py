@@ -112,6 +112,11 @@ def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
     return written
 
 
+def _extra_seeds_rule(profile: Profile) -> str:
+    return (f"seeds {','.join(map(str, profile.extra_seeds))} where 2·SE of a gain > {profile.extra_seed_se:g} "
+            "point(s)")
+
+
 def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce", seeds: Optional[Sequence[int]] = None,
               only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 0,
               workers: int = 0, keep_heavy_files: bool = False, aggregate_only: bool = False, progress: bool = True,
@@ -158,8 +163,7 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     runner = Runner(RunnerOptions(output=output, keep_heavy_files=keep_heavy_files, log=log))
     decided = extra_seed_runs(profile, runs, list(runner.finished_rows().values())) if not seeds else []
     if decided:
-        log(f"{len(decided)} extra run(s) join their tiers: seeds {','.join(map(str, profile.extra_seeds))} where "
-            f"2·SE of a gain > {profile.extra_seed_se:g} point(s)")
+        log(f"{len(decided)} extra run(s) join their tiers: {_extra_seeds_rule(profile)}")
         runs = in_profile_order(profile, [*runs, *decided])
     (output / "plan.json").write_text(json.dumps({
         "profile": profile.name, "seeds": list(seeds or profile.seeds), "only": list(only), "workers": workers,
@@ -193,8 +197,7 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     counts = execute(runner, pretrainings, runs, estimates, progress=progress, workers=workers, threads=threads)
     extra = extra_seed_runs(profile, runs, list(runner.finished_rows().values())) if not seeds else []
     if extra:
-        log(f"{len(extra)} extra run(s): seeds {','.join(map(str, profile.extra_seeds))} where 2·SE of a gain > "
-            f"{profile.extra_seed_se:g} point(s)")
+        log(f"{len(extra)} extra run(s): {_extra_seeds_rule(profile)}")
         (output / "extra_runs.json").write_text(json.dumps([r.run_id for r in extra], indent=1))
         more = execute(runner, [], extra, {}, progress=progress, workers=workers, threads=threads)
         counts = {k: counts[k] + more[k] for k in counts}
