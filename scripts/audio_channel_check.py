@@ -1,12 +1,12 @@
 """Does a model trained on clean synthetic digits survive recording conditions, and the reverse?
 
     nice -n 15 .venv/bin/python scripts/audio_channel_check.py [--profile full|converged]
-        [--train-on clean realistic] [--output runs/audio-channel] [--seed 0]
+        [--epochs N] [--train-on clean realistic] [--output runs/audio-channel] [--seed 0]
 
 Fine-tunes the tiny audio target from scratch at a reproduction profile's audio budget (``full``:
-800 clips x 4 epochs, batch 16; ``converged``: 3,000 clips x 24 epochs, batch 32) on clean clips
-and on clips with ``augment="realistic"``, then tests each model on both held-out-speaker test
-sets. Prints the table.
+800 clips x 4 epochs, batch 16; ``converged``: 3,000 clips x 48 epochs, batch 32; ``--epochs``
+overrides the epochs) on clean clips and on clips with ``augment="realistic"``, then tests each
+model on both held-out-speaker test sets. Prints the table.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ def main() -> None:
     parser.add_argument("--train-on", nargs="+", choices=["clean", "realistic"], default=["clean", "realistic"])
     parser.add_argument("--output", default="runs/audio-channel")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the profile's audio epochs")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = get_profile(args.profile).finetune_options("audio")
+    if args.epochs is not None:
+        base["epochs"] = args.epochs
     conditions = {"clean": None, "realistic": "realistic"}
     options = {}
     for name, augment in conditions.items():
@@ -43,7 +46,7 @@ def main() -> None:
     table: dict[tuple[str, str], float] = {}
     for trained_on in args.train_on:
         o = options[trained_on]
-        folder = Path(args.output) / f"{args.profile}-train-{trained_on}-seed{args.seed}"
+        folder = Path(args.output) / f"{args.profile}-{o['epochs']}ep-train-{trained_on}-seed{args.seed}"
         config = TrainConfig(**{**o, "output": str(folder), "seed": args.seed})
         final = finetune(config, overwrite=True, quiet=True)
         model = load_model(folder / "model.safetensors")
