@@ -170,7 +170,8 @@ def plot_lambda_magnitude(rows: Sequence[dict[str, Any]], setting: str, group: s
     ax.set_xlabel("step", fontsize=8)
     ax.set_ylabel("mean |λ| over layers", fontsize=8)
     ax.set_title(f"{modality} target, {setting}, seed {seed}", fontsize=9)
-    ax.legend(fontsize=6)
+    if ax.get_lines():  # none when the run folders (λ histories) are gone
+        ax.legend(fontsize=6)
     ax.tick_params(labelsize=7)
     if names:
         bar.barh(range(len(names)), deltas)

@@ -7,7 +7,7 @@ import fnmatch
 import hashlib
 import math
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional, Sequence
 
 from .arms import (BASELINE, SMALL_BASELINE, SMALL_MINILM, SMALL_PERMUTED_MINILM, SMALL_RANDOM_MINILM, Arm,
@@ -344,6 +344,29 @@ def extra_seed_runs(profile: Profile, runs: Sequence[RunSpec], rows: Sequence[di
                 new = RunSpec(run.setting, run.modality, run.arm, seed, run.options)
                 extra.setdefault(new.run_id, new)
     return in_profile_order(profile, list(extra.values()))
+
+
+def current_rows(runs: Sequence[RunSpec], rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The rows that are results of the plan as it stands: rows of a planned cell (setting,
+    modality, arm), at any seed, whose fingerprint is the one that cell gives at the row's seed.
+
+    A row whose cell is planned with other options (a budget changed since it ran) or is no
+    longer planned is stale: summing it with current runs would mix two experiments.
+
+    Returns:
+        ``(kept rows, number of stale rows left out)``.
+    """
+    cells = {(run.setting, run.modality, run.arm.name): run for run in runs}
+    kept: list[dict[str, Any]] = []
+    stale = 0
+    for row in rows:
+        run = cells.get((row.get("setting"), row.get("modality"), row.get("arm")))
+        if run is not None and isinstance(row.get("seed"), int) \
+                and row.get("fingerprint") == replace(run, seed=row["seed"]).fingerprint():
+            kept.append(row)
+        else:
+            stale += 1
+    return kept, stale
 
 
 def in_profile_order(profile: Profile, runs: Sequence[RunSpec]) -> list[RunSpec]:

@@ -14,7 +14,8 @@ from .convergence import study_sections
 from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
 from .figures import write_figures
 from .lr_budget import describe_sums
-from .plan import PretrainSpec, RunSpec, build_plan, extra_seed_runs, in_profile_order, lambda_lr_sums_of
+from .plan import (PretrainSpec, RunSpec, build_plan, current_rows, extra_seed_runs, in_profile_order,
+                   lambda_lr_sums_of)
 from .pool import resolve_workers
 from .records import RESULTS_FILE, latest_rows, read_rows
 from .runner import Runner, RunnerOptions, execute
@@ -100,9 +101,22 @@ def tier_milestones(profile: Profile, pretrainings: Sequence[PretrainSpec], runs
     return lines
 
 
-def aggregate(output: Path, log: Callable[[str], None] = print) -> list[Path]:
-    """Rewrite ``summary.md``, ``summary.csv`` and ``figures/`` from ``results.jsonl``."""
+def aggregate(output: Path, log: Callable[[str], None] = print,
+              runs: Optional[Sequence[RunSpec]] = None) -> list[Path]:
+    """Rewrite ``summary.md``, ``summary.csv`` and ``figures/`` from ``results.jsonl``.
+
+    Args:
+        output: The study's folder.
+        log: Where messages go.
+        runs: The plan. Given, rows that are not its results (a budget changed since they ran,
+            an arm no longer planned) are left out and counted in the log; None keeps every row.
+    """
     rows = list(latest_rows(read_rows(output / RESULTS_FILE)).values())
+    if runs is not None:
+        rows, stale = current_rows(runs, rows)
+        if stale:
+            log(f"{stale} row(s) of {output / RESULTS_FILE} left out of the summary: their runs are not in the "
+                "plan as it stands (changed budget or arm)")
     if not rows:
         log(f"no finished runs in {output / RESULTS_FILE} yet")
         return []
@@ -148,8 +162,10 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     if list_only:
         log(describe_plan(profile, pretrainings, runs))
         return result
+    # every cell of the profile counts in the summary, also those ``only`` leaves out this time
+    planned = build_plan(profile, seeds)[1] if only else runs
     if aggregate_only:
-        result["written"] = [str(p) for p in aggregate(output, log)]
+        result["written"] = [str(p) for p in aggregate(output, log, planned)]
         return result
     started = time.perf_counter()
     workers, threads = resolve_workers(workers, threads)
@@ -204,7 +220,7 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     if decided or extra:
         result["extra_runs"] = len(decided) + len(extra)
     result["counts"] = counts
-    result["written"] = [str(p) for p in aggregate(output, log)]
+    result["written"] = [str(p) for p in aggregate(output, log, planned)]
     result["seconds"] = time.perf_counter() - started
     log(f"done in {format_duration(result['seconds'])}: {counts['done']} run(s) done, {counts['skipped']} skipped, "
         f"{counts['failed']} failed; results in {output}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -203,3 +204,32 @@ def test_extra_seeds_decided_by_finished_results_join_their_tier_on_resume(tmp_p
     assert sorted(planned[tier0:tier0 + 4]) == [("aux-point", "3"), ("aux-point", "4"), ("baseline", "3"),
                                                 ("baseline", "4")]
     assert len(planned) == len(runs) + 4 and planned[tier0 + 4:] == [(r.arm.name, str(r.seed)) for r in runs[tier0:]]
+
+
+def test_rows_of_a_changed_budget_are_left_out_of_the_summary(tmp_path, capsys):
+    from m2pt.cli import main
+    from m2pt.experiments.plan import current_rows
+
+    profile = get_profile("converged")
+    _, runs = build_plan(profile)
+    cell = {(r.modality, r.arm.name, r.seed): r for r in runs}
+    current = [_row(cell[("image", arm, seed)], 85.0 + seed + (0.5 if arm == "aux-point" else 0.0))
+               for arm in ("baseline", "aux-point") for seed in (0, 1, 2)]
+    current.append(_row(dataclasses.replace(cell[("image", "baseline", 0)], seed=3), 86.0))  # an extra seed
+    longer = get_profile("converged")
+    longer.finetune["image"]["epochs"] = 14
+    old = {(r.arm.name, r.seed): r for r in build_plan(longer, only=["image"])[1]}
+    stale = [_row(old[("random-point", seed)], 10.0) for seed in (0, 1, 2)]
+    gone = {**_row(cell[("audio", "baseline", 0)], 50.0), "arm": "no-longer-planned"}
+    rows = [*stale, *current, gone]
+    assert current_rows(runs, rows) == (current, 4)
+
+    lines = [json.dumps({**row, "folder": str(tmp_path / "runs" / row["run_id"])}) + "\n" for row in rows]
+    (tmp_path / "results.jsonl").write_text("".join(lines))
+    assert main(["reproduce", "--profile", "converged", "--output", str(tmp_path), "--aggregate-only"]) == 0
+    assert "4 row(s) of" in capsys.readouterr().out
+    with open(tmp_path / "summary.csv", newline="") as file:
+        table = {row["arm"]: row for row in csv.DictReader(file)}
+    assert set(table) == {"baseline", "aux-point"}
+    assert table["baseline"]["n"] == "4" and table["aux-point"]["n"] == "3"  # seeds 0-2 and the extra seed
+    assert float(table["aux-point"]["gain"]) == pytest.approx(86.5 - 86.0)  # baseline: 85, 86, 87 and 86
