@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 MIN_PAIRS = 3
-GROUP_ORDER = ("main", "minilm", "fixacc", "budget", "plateau", "ablation", "lambda")
+GROUP_ORDER = ("main", "minilm", "fixacc", "budget", "plateau", "auxplateau", "ablation", "lambda")
 SETTING_ORDER = ("scratch", "mae")
 MODALITY_ORDER = ("image", "video", "point", "audio")
 
@@ -33,6 +33,16 @@ def metric_of(row: dict[str, Any]) -> Optional[float]:
     metrics = row.get("metrics", {})
     value = metrics.get("top1", metrics.get("mAP"))
     return None if value is None else float(value)
+
+
+def metrics_by_seed(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, float]]:
+    """``{(setting, target, arm): {seed: metric}}`` of the rows that have a metric."""
+    out: dict[tuple[str, str, str], dict[int, float]] = {}
+    for row in rows:
+        value = metric_of(row)
+        if value is not None:
+            out.setdefault((row["setting"], row["modality"], row["arm"]), {})[row["seed"]] = value
+    return out
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -184,6 +194,7 @@ TITLES = {
     "lambda": "λ study (image target, from scratch): options that let the pathway engage",
     "budget": "Gain versus budget: baseline, pathway and random control at 1x, 4x, 16x the quick training set",
     "plateau": "Plateau check: the baseline trained twice as long",
+    "auxplateau": "Auxiliary plateau check: pathway from the MAE pretrained twice as long",
 }
 
 

@@ -8,6 +8,7 @@ Auxiliary *sources* are strings resolved by the runner:
 
 * ``"mae:<modality>"``: MAE-pretrained on that modality's built-in data (tiny preset);
 * ``"mae-short:<modality>"``: the same pretraining for fewer epochs (ablation);
+* ``"mae-long:<modality>"``: the same pretraining for twice the epochs (the auxiliary's plateau check);
 * ``"random:<source>"``: every matrix of ``<source>`` replaced by Gaussian noise with the same
   per-matrix standard deviation (a fresh draw per seed);
 * ``"permuted:<source>"``: every matrix of ``<source>`` with its rows and columns shuffled by a
@@ -31,7 +32,8 @@ class Arm:
         pathway: ``PathwayConfig`` fields that differ from the paper's defaults.
         baseline: The arm this one is compared with (same setting, target and seed).
         preset: Model size preset of target (and auxiliary).
-        group: Which table the arm belongs to: ``main``, ``minilm``, ``ablation``, ``lambda``.
+        group: Which table the arm belongs to: ``main``, ``minilm``, ``ablation``, ``lambda``,
+            ``budget``, ``plateau``, ``auxplateau``, ``fixacc``.
         description: One line for tables and ``--list``.
         options: ``TrainConfig`` options that differ from the profile's budget (the
             gain-versus-budget study and the plateau check); ``data_options`` are merged.
@@ -85,6 +87,12 @@ def plateau_arm(options: dict[str, Any]) -> Arm:
     """The baseline trained twice as long (``options`` holds the doubled ``epochs``)."""
     return Arm("baseline-x2", None, baseline="baseline", group="plateau", options=dict(options),
                description="no pathway, twice the epochs (plateau check: gain < 1 point)")
+
+
+def long_aux_arm(aux_modality: str) -> Arm:
+    """Pathway from the ``aux_modality`` MAE pretrained twice as long (the auxiliary's plateau check)."""
+    return Arm(f"aux-{aux_modality}-long", f"mae-long:{aux_modality}", group="auxplateau",
+               description=f"pathway from {aux_modality} MAE pretrained twice as long")
 
 
 def budget_arms(aux_modality: str, multiplier: int, options: dict[str, Any]) -> list[Arm]:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .aggregate import (MIN_PAIRS, ArmSummary, fmt_value, metric_of, paired_difference, se_of_difference,
+from .aggregate import (MIN_PAIRS, ArmSummary, fmt_value, metrics_by_seed, paired_difference, se_of_difference,
                         table_order)
 
 CONTROL_KINDS = ("random", "permuted")
@@ -48,11 +48,7 @@ class ControlComparison:
 def control_comparisons(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any]]) -> list[ControlComparison]:
     """Every arm with a pretrained auxiliary against each control arm of the same source and budget."""
     by_arm = {(s.setting, s.modality, s.arm): s for s in summaries}
-    seeds: dict[tuple[str, str, str], dict[int, float]] = {}
-    for row in rows:
-        value = metric_of(row)
-        if value is not None:
-            seeds.setdefault((row["setting"], row["modality"], row["arm"]), {})[row["seed"]] = value
+    seeds = metrics_by_seed(rows)
     out = []
     for (setting, modality, arm), aux in by_arm.items():
         if "aux-" not in arm:

@@ -3,7 +3,8 @@
 * **Plateau** of a target: its baseline trained twice as long (arm ``baseline-x2``, same data
   and seeds) improves on the baseline by less than :data:`PLATEAU_POINTS` (1 accuracy point).
 * **Pretraining**: the reconstruction loss curve of each MAE pretraining, and the relative drop
-  of its loss over the last half of the epochs (small once it has flattened).
+  of its loss over the last half of the epochs (small once it has flattened). Whether an
+  auxiliary is at its plateau for the targets is in :mod:`m2pt.experiments.aux_plateau`.
 * **Gain versus budget**: the gains of the budget study's arms (``<arm>-b<k>x``) per multiplier.
 """
 
@@ -38,17 +39,22 @@ class PlateauCheck:
 
     @property
     def verdict(self) -> str:
-        """``"yes"`` when the gain is below 1 point by more than its 2·SE, ``"no"`` when above it by
-        more, else ``"undecided"``; without a standard error (fewer than 3 seeds) the gain alone
-        decides, marked with the number of seeds."""
-        if math.isnan(self.se):
-            seeds = f"{self.n} seed{'' if self.n == 1 else 's'}"
-            return f"{'yes' if self.gain < PLATEAU_POINTS else 'no'} ({seeds}, no 2·SE)"
-        if self.gain + 2 * self.se < PLATEAU_POINTS:
-            return "yes"
-        if self.gain - 2 * self.se > PLATEAU_POINTS:
-            return "no"
-        return "undecided"
+        """See :func:`plateau_verdict` (of the gain)."""
+        return plateau_verdict(self.gain, self.se, self.n)
+
+
+def plateau_verdict(change: float, se: float, n: int) -> str:
+    """``"yes"`` when ``change`` is below :data:`PLATEAU_POINTS` by more than its 2·SE, ``"no"``
+    when above it by more, else ``"undecided"``; without a standard error (fewer than 3 seeds)
+    the change alone decides, marked with the number of seeds."""
+    if math.isnan(se):
+        seeds = f"{n} seed{'' if n == 1 else 's'}"
+        return f"{'yes' if change < PLATEAU_POINTS else 'no'} ({seeds}, no 2·SE)"
+    if change + 2 * se < PLATEAU_POINTS:
+        return "yes"
+    if change - 2 * se > PLATEAU_POINTS:
+        return "no"
+    return "undecided"
 
 
 def plateau_checks(summaries: Sequence[ArmSummary]) -> list[PlateauCheck]:
@@ -175,10 +181,12 @@ def study_sections(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any
                    output: Optional[Path] = None) -> str:
     """The pretrained auxiliaries against their controls, plateau checks, pretraining losses, gain versus
     budget and the λ study as Markdown."""
+    from .aux_plateau import aux_plateau_checks, aux_plateau_markdown
     from .controls import control_comparisons, controls_markdown
     from .lambda_analysis import lambda_markdown, lambda_summaries
 
+    curves = pretrain_loss_curves(output / "pretrain") if output is not None else {}
     parts = [controls_markdown(control_comparisons(summaries, rows)), plateau_markdown(plateau_checks(summaries)),
-             pretrain_markdown(pretrain_loss_curves(output / "pretrain")) if output is not None else "",
+             aux_plateau_markdown(aux_plateau_checks(summaries, rows, curves)), pretrain_markdown(curves),
              budget_markdown(budget_points(summaries)), lambda_markdown(lambda_summaries(rows))]
     return "\n".join(p for p in parts if p)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional, Sequence
 
 from .arms import (BASELINE, SMALL_BASELINE, SMALL_MINILM, SMALL_PERMUTED_MINILM, SMALL_RANDOM_MINILM, Arm,
-                   ablation_arms, aux_arm, budget_arms, control_arm, fixacc_arms, lambda_arms, plateau_arm)
+                   ablation_arms, aux_arm, budget_arms, control_arm, fixacc_arms, lambda_arms, long_aux_arm,
+                   plateau_arm)
 from .budgets import Profile
 from .random_aux import CONTROL_KINDS
 
@@ -87,7 +88,7 @@ class PretrainSpec:
     """One MAE pretraining that runs need (as auxiliary or as target initialisation)."""
 
     source: str
-    """``"mae:<modality>"``, ``"mae-short:<modality>"`` or ``"mae-small:<modality>"``."""
+    """``"mae:<modality>"``, ``"mae-short:<modality>"``, ``"mae-long:<modality>"`` or ``"mae-small:<modality>"``."""
     options: dict[str, Any]
 
     @property
@@ -118,6 +119,8 @@ def _arms_for(profile: Profile, setting: str, modality: str) -> list[Arm]:
             arms += lambda_arms(profile.ablation_aux, profile.lambda_options, profile.lambda_controls)
     if modality in profile.targets and modality in profile.plateau_targets:
         arms.append(plateau_arm({"epochs": 2 * profile.finetune[modality]["epochs"]}))
+    if modality in profile.targets and modality in lead_targets(profile):
+        arms += [long_aux_arm(aux) for aux in profile.aux_plateau if aux != modality]
     if setting == "scratch" and modality in profile.budget_targets:
         control = control_aux(profile, modality)
         for multiplier in profile.budget_multipliers:
@@ -242,7 +245,8 @@ def priority(profile: Profile, run: RunSpec) -> int:
        question asked at convergence?);
     1. lead targets: the gain-versus-budget study;
     2. the fix-acc study (linear probe of the MAE-pretrained image target; short runs);
-    3. lead targets: pathways from the other auxiliaries;
+    3. lead targets: pathways from the other auxiliaries and from the auxiliary pretrained twice
+       as long (is the auxiliary at its plateau?);
     4. the other targets: baseline, pathway from the control auxiliary, its controls;
     5. the other targets: the other pathways;
     6. MiniLM on the ``small`` preset;
@@ -257,6 +261,8 @@ def priority(profile: Profile, run: RunSpec) -> int:
         return 0
     if run.arm.group == "budget" and lead:
         return 1
+    if run.arm.group == "auxplateau" and lead:
+        return 3
     if run.arm.group == "fixacc":
         return 2
     if run.arm.group == "minilm":
@@ -387,6 +393,8 @@ def _pretrainings(profile: Profile, runs: Sequence[RunSpec]) -> list[PretrainSpe
                 options = profile.pretrain_options(modality)
             elif kind == "mae-short":
                 options = profile.pretrain_options(modality, short=True)
+            elif kind == "mae-long":
+                options = profile.pretrain_options(modality, long=True)
             elif kind.startswith("mae-"):
                 options = profile.pretrain_options(modality, preset=kind.removeprefix("mae-"))
             else:

@@ -35,13 +35,13 @@ def describe_plan(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: 
     for run in runs:
         cells.setdefault((run.setting, run.modality, run.arm.name), []).append(run)
     with_sums = profile.min_lambda_lr_sum > 0
-    header = f"  {'setting':<8} {'target':<6} {'arm':<24} {'group':<9} {'seeds':<8} "
+    header = f"  {'setting':<8} {'target':<6} {'arm':<24} {'group':<10} {'seeds':<8} "
     lines.append(header + ("Σ lr of λ  " if with_sums else "") + "description")
     sums_cache: dict[str, str] = {}
     for (setting, modality, arm), members in cells.items():
         seeds = ",".join(str(r.seed) for r in members)
         first = members[0]
-        line = f"  {setting:<8} {modality:<6} {arm:<24} {first.arm.group:<9} {seeds:<8} "
+        line = f"  {setting:<8} {modality:<6} {arm:<24} {first.arm.group:<10} {seeds:<8} "
         if with_sums:
             key = json.dumps([first.options, first.arm.pathway], sort_keys=True, default=str)
             if key not in sums_cache:

@@ -36,7 +36,7 @@ def test_converged_plan_has_the_arms_of_the_issue():
     # From scratch, but for the fix-acc study (linear probe of the MAE-pretrained image target).
     assert {r.setting for r in runs if r.arm.group != "fixacc"} == {"scratch"} and {r.seed for r in runs} == {0, 1, 2}
     assert {r.setting for r in runs if r.arm.group == "fixacc"} == {"mae"}
-    assert {p.source for p in pretrainings} == {f"mae:{m}" for m in MODALITIES}
+    assert {p.source for p in pretrainings} == {f"mae:{m}" for m in MODALITIES} | {"mae-long:point"}
     permuted = next(r for r in runs if r.arm.name == "permuted-point")
     assert permuted.arm.aux == "permuted:mae:point" and permuted.arm.baseline == "baseline"
     audio = next(r for r in runs if r.modality == "audio")
@@ -176,10 +176,10 @@ def test_tier_milestones_add_up_the_estimates_in_order():
     pretrainings, runs = build_plan(profile)
     estimates = {r.run_id: 60.0 for r in runs} | {f"pretrain/{p.run_id}": 120.0 for p in pretrainings}
     lines = tier_milestones(profile, pretrainings, runs, estimates, workers=2)
-    assert lines[0] == "  pretrainings: 4 min 00 s"
+    assert lines[0] == "  pretrainings: 5 min 00 s"
     assert lines[1].startswith("  tier 0 (30 runs: image/baseline, image/aux-point,")
-    assert lines[1].endswith("done after about 19 min 00 s")  # 4 min + 30 runs x 1 min / 2 workers
-    assert len(runs) == 168 and lines[-1].endswith("done after about 1 h 28 min")  # 4 min + 168 x 1 min / 2
+    assert lines[1].endswith("done after about 20 min 00 s")  # 5 min + 30 runs x 1 min / 2 workers
+    assert len(runs) == 174 and lines[-1].endswith("done after about 1 h 32 min")  # 5 min + 174 x 1 min / 2
 
 
 def test_extra_seeds_decided_by_finished_results_join_their_tier_on_resume(tmp_path):

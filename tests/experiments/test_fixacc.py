@@ -28,7 +28,9 @@ CONVERGED_AUDIO_48 = (150, "54e037bccd56d528f14055c5316440bf58db8559")
 
 
 def _plan_digest(runs: list[RunSpec]) -> tuple[int, str]:
-    lines = [f"{r.run_id} {r.fingerprint()}" for r in sorted(runs, key=lambda r: r.run_id) if r.arm.group != "fixacc"]
+    """Digest of the runs that existed at the pin (arms added since then are left out)."""
+    lines = [f"{r.run_id} {r.fingerprint()}" for r in sorted(runs, key=lambda r: r.run_id)
+             if r.arm.group not in ("fixacc", "auxplateau")]
     return len(lines), hashlib.sha1("\n".join(lines).encode()).hexdigest()
 
 
