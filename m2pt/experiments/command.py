@@ -107,7 +107,7 @@ def run_reproduce_command(args: argparse.Namespace) -> int:
     import sys
 
     from .reproduce import reproduce
-    from .runner import RunInterrupted
+    from .runner import PretrainingChanged, RunInterrupted
 
     try:
         profile = profile_name(args)
@@ -125,4 +125,7 @@ def run_reproduce_command(args: argparse.Namespace) -> int:
     except RunInterrupted as exc:
         print(f"m2pt reproduce: {exc}; finished runs are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except PretrainingChanged as exc:
+        print(f"m2pt reproduce: {exc}", file=sys.stderr)
+        return 2
     return 0

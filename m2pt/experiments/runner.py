@@ -14,7 +14,9 @@ Layout of the output folder::
 
 A finished run (its row in ``results.jsonl`` with the same fingerprint) is skipped; a run
 stopped in the middle resumes from its last epoch checkpoint; a run whose options changed is
-started again.
+started again. A pretraining whose options changed is redone only while no finished run used
+its encoder (else :class:`PretrainingChanged`), and controls made from an older encoder are
+made again.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class RunInterrupted(RuntimeError):
     """A signal stopped a run; rerun the same command to resume."""
 
 
+class PretrainingChanged(ValueError):
+    """A pretraining would be redone with other options after finished runs used its encoder."""
+
+
 @dataclass
 class RunnerOptions:
     """How the runner behaves.
@@ -73,6 +79,24 @@ def _write_fingerprint(folder: Path, fingerprint: str) -> None:
 def _same_fingerprint(folder: Path, fingerprint: str) -> bool:
     path = folder / FINGERPRINT_FILE
     return path.is_file() and path.read_text().strip() == fingerprint
+
+
+def _uses_source(row: dict[str, Any], source: str) -> bool:
+    """Whether a results row's run used the encoder of ``source`` (directly or through a control)."""
+    aux = row.get("aux") or ""
+    kind, _, inner = aux.partition(":")
+    return (inner if kind in CONTROL_KINDS else aux) == source or row.get("init") == source
+
+
+def _changed_options(folder: Path, options: dict[str, Any]) -> str:
+    """``"epochs 20 -> 40, ..."``: the options of ``folder``'s run that ``options`` change."""
+    try:
+        stored = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return "its config.json is unreadable"
+    changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in sorted(result_options(options).items())
+               if stored.get(key) != value]
+    return ", ".join(changed) or "options changed"
 
 
 def _options_fingerprint(options: dict[str, Any]) -> str:
@@ -107,9 +131,10 @@ class Runner:
         kind, _, inner = source.partition(":")
         if kind in CONTROL_KINDS:
             path = self.output / "artifacts" / kind / f"{inner.replace(':', '-')}-seed{seed}.safetensors"
-            if not path.is_file():
-                write_control_auxiliary(self.resolve(inner, seed), path, seed=CONTROL_SEED_OFFSET[kind] + seed,
-                                        kind=kind)
+            pretrained = self.resolve(inner, seed)
+            # made again when missing or older than its encoder (a pretraining redone with other options)
+            if not path.is_file() or path.stat().st_mtime < Path(pretrained).stat().st_mtime:
+                write_control_auxiliary(pretrained, path, seed=CONTROL_SEED_OFFSET[kind] + seed, kind=kind)
             return str(path)
         path = self.encoder_path(source)
         if not path.is_file():
@@ -124,6 +149,26 @@ class Runner:
         folder = self.pretrain_folder(spec.source)
         return (_same_fingerprint(folder, _options_fingerprint(spec.options)) and (folder / FINAL).is_file()
                 and self.encoder_path(spec.source).is_file())
+
+    def check_pretrainings(self, pretrainings: Sequence[PretrainSpec]) -> None:
+        """Refuse to redo a pretraining with other options while finished runs used its encoder.
+
+        Raises:
+            PretrainingChanged: Naming the pretraining, the changed options and a run that used it.
+        """
+        rows = self.finished_rows()
+        for spec in pretrainings:
+            folder = self.pretrain_folder(spec.source)
+            if not self.encoder_path(spec.source).is_file() or \
+                    _same_fingerprint(folder, _options_fingerprint(spec.options)):
+                continue
+            users = sorted(run_id for run_id, row in rows.items() if _uses_source(row, spec.source))
+            if users:
+                raise PretrainingChanged(
+                    f"pretraining {spec.source} in {folder} was made with other options than the plan's "
+                    f"({_changed_options(folder, spec.options)}), and {len(users)} finished run(s) used its "
+                    f"encoder (first: {users[0]}): redoing it would mix two auxiliaries in one study. Run the "
+                    "changed plan with a new --output, or keep this pretraining's options")
 
     def pretrain(self, spec: PretrainSpec) -> bool:
         """Run one MAE pretraining unless finished; returns whether work was done."""
@@ -265,11 +310,16 @@ def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence
 
     Returns:
         Counts: ``done``, ``skipped``, ``failed``.
+
+    Raises:
+        PretrainingChanged: Before any work, when a pretraining's options changed after finished
+            runs used its encoder.
     """
     from tqdm.auto import tqdm
 
     from .pool import run_jobs
 
+    runner.check_pretrainings(pretrainings)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     estimates = estimates or {}
     rows = runner.finished_rows()

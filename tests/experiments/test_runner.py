@@ -6,12 +6,14 @@ import dataclasses
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from m2pt.experiments.arms import BASELINE, Arm
 from m2pt.experiments.plan import PretrainSpec, RunSpec
 from m2pt.experiments.records import read_rows
 from m2pt.experiments.reproduce import aggregate
-from m2pt.experiments.runner import Runner, RunnerOptions, RunInterrupted, execute
+from m2pt.experiments.runner import PretrainingChanged, Runner, RunnerOptions, RunInterrupted, execute
 
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 DATA = {"train_size": 48, "test_size": 16}
@@ -99,3 +101,28 @@ def test_permuted_control_runs_end_to_end(runner):
     weight = "blocks.0.mlp.fc1.weight"
     assert not torch.equal(permuted[weight], pretrained[weight])
     assert torch.allclose(torch.linalg.svdvals(permuted[weight]), torch.linalg.svdvals(pretrained[weight]), atol=1e-5)
+
+
+def test_a_pretraining_changed_after_runs_used_it_is_refused_and_nothing_is_lost(runner):
+    pretrain = [PretrainSpec("mae:image", dict(PRETRAIN))]
+    assert execute(runner, pretrain, _runs()[1:2], progress=False)["done"] == 2  # pretraining + aux-image
+    encoder = runner.encoder_path("mae:image").read_bytes()
+    rows = read_rows(runner.results_path)
+    longer = [PretrainSpec("mae:image", {**PRETRAIN, "epochs": 2})]
+    with pytest.raises(PretrainingChanged, match=r"pretraining mae:image in .* other options than the plan's "
+                                                 r"\(epochs 1 -> 2\), and 1 finished run\(s\) used its encoder "
+                                                 r"\(first: scratch/image/aux-image/seed0\).* new --output"):
+        execute(runner, longer, _runs()[1:2], progress=False)
+    assert runner.encoder_path("mae:image").read_bytes() == encoder and read_rows(runner.results_path) == rows
+
+
+def test_a_pretraining_no_run_used_yet_is_redone_and_its_controls_follow(runner):
+    pretrain = [PretrainSpec("mae:image", dict(PRETRAIN))]
+    execute(runner, pretrain, [], progress=False)
+    control = runner.resolve("random:mae:image", 0)
+    before = load_file(control)
+    execute(runner, [PretrainSpec("mae:image", {**PRETRAIN, "epochs": 2})], [], progress=False)
+    assert json.loads((runner.pretrain_folder("mae:image") / "config.json").read_text())["epochs"] == 2
+    after = load_file(runner.resolve("random:mae:image", 0))
+    assert any(not torch.equal(before[key], after[key]) for key in before)  # drawn from the new encoder's stds
+    assert load_file(runner.resolve("random:mae:image", 0)).keys() == after.keys()
