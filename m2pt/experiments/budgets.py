@@ -93,8 +93,8 @@ class Profile:
             target has reached its plateau when that improves it by less than 1 point.
         aux_plateau: Auxiliary modalities whose MAE also pretrains twice as long
             (``mae-long:<m>``); each lead target gets a pathway from it (``aux-<m>-long``). The
-            auxiliary is at its plateau when that changes neither its reconstruction loss much
-            nor the target's gain.
+            auxiliary is at its plateau when that moves the target's gain by less than 1 point
+            (:mod:`m2pt.experiments.aux_plateau`).
         min_lambda_lr_sum: Every λ of the runs in ``lr_sum_groups`` must see a learning-rate sum
             of at least this (:mod:`m2pt.experiments.lr_budget`); checked when the plan is built.
         lr_sum_groups: Groups of arms that ``min_lambda_lr_sum`` applies to.
@@ -245,9 +245,9 @@ def converged_profile() -> Profile:
     """Targets trained towards their plateau, λ free to engage (learning-rate sum >= 1 in every
     block), the permuted control beside the random one, MiniLM on the ``small`` image target,
     the gain-versus-budget study, the targets' plateau check and the point auxiliary's (its MAE
-    pretrained twice as long, used by the image and audio targets). From scratch only (the setting where the
-    paper reports its largest gain, +5.4 points, and where the gain-versus-budget question
-    lives), but for the paper's "fix acc" with its protocol: MAE's linear probe of the image target
+    pretrained twice as long, used by the image and audio targets). From scratch only (the
+    setting where the paper reports its largest gain, +5.4 points, and where the
+    gain-versus-budget question lives), but for the paper's "fix acc" with its protocol: MAE's linear probe of the image target
     MAE-pretrained on its own modality, pathways from the point, audio and video MAEs (W' frozen,
     λ trained) and the point pathway's random and permuted controls (:data:`FIXACC_LINEAR_PROBE`).
     Many CPU hours: ``m2pt reproduce --profile converged`` prints its estimate first; the
