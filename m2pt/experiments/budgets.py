@@ -247,9 +247,10 @@ def converged_profile() -> Profile:
     the gain-versus-budget study, the targets' plateau check and the point auxiliary's (its MAE
     pretrained twice as long, used by the image and audio targets). From scratch only (the
     setting where the paper reports its largest gain, +5.4 points, and where the
-    gain-versus-budget question lives), but for the paper's "fix acc" with its protocol: MAE's linear probe of the image target
-    MAE-pretrained on its own modality, pathways from the point, audio and video MAEs (W' frozen,
-    λ trained) and the point pathway's random and permuted controls (:data:`FIXACC_LINEAR_PROBE`).
+    gain-versus-budget question lives), but for the paper's "fix acc" with its protocol: MAE's
+    linear probe of the image target MAE-pretrained on its own modality, pathways from the point,
+    audio and video MAEs (W' frozen, λ trained) and the point pathway's random and permuted
+    controls (:data:`FIXACC_LINEAR_PROBE`).
     Many CPU hours: ``m2pt reproduce --profile converged`` prints its estimate first; the
     most informative pairs run first (see :func:`m2pt.experiments.plan.priority`)."""
     quick = quick_profile()
