@@ -66,14 +66,16 @@ def aux_plateau_checks(summaries: Sequence[ArmSummary], rows: Sequence[dict[str,
     out = []
     for (setting, modality, arm), long in by_arm.items():
         match = LONG_AUX_ARM.match(arm)
-        planned = by_arm.get((setting, modality, f"aux-{match['aux']}")) if match else None
+        if not match:
+            continue
+        aux = match["aux"]
+        planned = by_arm.get((setting, modality, f"aux-{aux}"))
         if planned is None or math.isnan(long.gain) or math.isnan(planned.gain):
             continue
         n, difference, se = paired_difference(seeds[(setting, modality, arm)], seeds[(setting, modality, planned.arm)])
         if n < MIN_PAIRS:
             n, difference = long.n, long.mean - planned.mean
             se = se_of_difference(long.std, long.n, planned.std, planned.n)
-        aux = match["aux"]
         out.append(AuxPlateauCheck(setting, modality, aux, planned.gain, long.gain, difference, se, n,
                                    _final(curves.get(f"mae-{aux}")), _final(curves.get(f"mae-long-{aux}"))))
     return sorted(out, key=lambda c: (c.setting, c.modality, c.aux))
