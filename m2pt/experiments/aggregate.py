@@ -1,6 +1,7 @@
 """Aggregate results rows: mean ± std per arm, gain over its baseline, and a 2-SE test.
 
-The standard error of a gain is that of a difference of two independent means,
+A gain compares an arm with its baseline on the seeds both have (all runs where they share
+none). The standard error of a gain is that of a difference of two independent means,
 ``SE = sqrt(s_a² / n_a + s_b² / n_b)`` with sample standard deviations (``ddof=1``); a gain is
 called significant when ``|gain| > 2 SE``. With fewer than two runs on either side the SE is
 undefined and the test reads ``n/a``.
@@ -64,7 +65,8 @@ def se_of_difference(std_a: float, n_a: int, std_b: float, n_b: int) -> float:
 
 @dataclass
 class ArmSummary:
-    """One row of the aggregate table."""
+    """One row of the aggregate table: the arm on all its seeds; the ``baseline_*`` columns, the gain
+    and its tests on the seeds the arm shares with its baseline."""
 
     group: str
     setting: str
@@ -158,18 +160,31 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[ArmSummary]:
             wall_seconds_mean=_mean(r.get("wall_seconds") for r in members))
         base_rows = cells.get((setting, modality, summary.baseline_arm or ""), [])
         if summary.baseline_arm and base_rows:
-            base_values = [metric_of(r) for r in base_rows]
-            summary.baseline_n = len(base_values)
-            summary.baseline_mean, summary.baseline_std = mean_std(base_values)  # type: ignore[arg-type]
-            summary.gain = summary.mean - summary.baseline_mean
-            summary.se_diff = se_of_difference(std, len(values), summary.baseline_std, len(base_values))
-            summary.significant = None if math.isnan(summary.se_diff) else abs(summary.gain) > 2 * summary.se_diff
-            n, gain, se = paired_difference({r["seed"]: metric_of(r) for r in members},  # type: ignore[misc]
-                                            {r["seed"]: metric_of(r) for r in base_rows})
-            summary.paired_n, summary.paired_gain, summary.paired_se = n, gain, se
-            summary.paired_significant = None if math.isnan(se) else abs(gain) > 2 * se
+            _compare_with_baseline(summary, {r["seed"]: metric_of(r) for r in members},  # type: ignore[misc]
+                                   {r["seed"]: metric_of(r) for r in base_rows})
         out.append(summary)
     return sorted(out, key=_sort_key)
+
+
+def _compare_with_baseline(summary: ArmSummary, arm: dict[int, float], baseline: dict[int, float]) -> None:
+    """Fill the baseline columns, the gain and both tests of ``summary`` on the seeds both arms have.
+
+    Comparing other seed sets would add the seeds' spread to the gain: extra seeds go only to
+    uncertain comparisons, and a study in progress finishes seeds at different times. Without a
+    shared seed, all runs of both arms are compared (unpaired).
+    """
+    shared = sorted(set(arm) & set(baseline))
+    arm_values = [arm[s] for s in shared] if shared else list(arm.values())
+    base_values = [baseline[s] for s in shared] if shared else list(baseline.values())
+    arm_mean, arm_std = mean_std(arm_values)
+    summary.baseline_n = len(base_values)
+    summary.baseline_mean, summary.baseline_std = mean_std(base_values)
+    summary.gain = arm_mean - summary.baseline_mean
+    summary.se_diff = se_of_difference(arm_std, len(arm_values), summary.baseline_std, len(base_values))
+    summary.significant = None if math.isnan(summary.se_diff) else abs(summary.gain) > 2 * summary.se_diff
+    n, gain, se = paired_difference(arm, baseline)
+    summary.paired_n, summary.paired_gain, summary.paired_se = n, gain, se
+    summary.paired_significant = None if math.isnan(se) else abs(gain) > 2 * se
 
 
 def fmt_value(value: Optional[float], digits: int = 2) -> str:

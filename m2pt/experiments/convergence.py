@@ -60,19 +60,16 @@ def plateau_verdict(change: float, se: float, n: int) -> str:
 def plateau_checks(summaries: Sequence[ArmSummary]) -> list[PlateauCheck]:
     """One :class:`PlateauCheck` per target with a finished ``baseline-x2`` arm.
 
-    When every doubled run has its same-seed baseline, the check compares those seeds only (a
-    study in progress may have finished more baseline seeds than doubled ones); otherwise all
-    runs of both arms, unpaired.
+    The check compares the seeds both arms have (see :func:`~m2pt.experiments.aggregate.summarize`),
+    with the paired SE from :data:`~m2pt.experiments.aggregate.MIN_PAIRS` shared seeds on.
     """
     out = []
     for s in summaries:
         if s.arm != PLATEAU_ARM or not s.baseline_arm or math.isnan(s.gain):
             continue
-        if s.paired_n == s.n:
-            baseline, gain, se = s.mean - s.paired_gain, s.paired_gain, s.paired_se
-        else:
-            baseline, gain, se = s.baseline_mean, s.gain, s.se_diff
-        out.append(PlateauCheck(s.setting, s.modality, baseline, s.mean, gain, se, s.n))
+        se = s.paired_se if not math.isnan(s.paired_se) else s.se_diff
+        out.append(PlateauCheck(s.setting, s.modality, s.baseline_mean, s.baseline_mean + s.gain, s.gain, se,
+                                s.baseline_n))
     return out
 
 

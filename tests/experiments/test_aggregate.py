@@ -69,6 +69,24 @@ def test_paired_test_needs_three_seeds():
     assert aux.verdict == "no"
 
 
+def test_gain_compares_the_seeds_both_arms_have():
+    rows = [_row("baseline", s, v, baseline=None) for s, v in enumerate([70.0, 80.0, 90.0, 60.0, 100.0])]
+    rows += [_row("aux-point", 0, 69.0)]  # a study in progress: only seed 0 of the arm
+    rows += [_row("aux-audio", s, v) for s, v in enumerate([71.0, 81.0, 91.0])]  # extra seeds 3, 4 are the baseline's
+    rows += [_row("aux-video", 7, 50.0)]  # no seed in common: all runs, unpaired
+    by_arm = {s.arm: s for s in summarize(rows)}
+    point = by_arm["aux-point"]
+    assert (point.baseline_n, point.baseline_mean, point.gain, point.paired_n) == (1, 70.0, -1.0, 1)
+    audio = by_arm["aux-audio"]
+    assert (audio.baseline_n, audio.baseline_mean, audio.baseline_std) == (3, 80.0, 10.0)
+    assert audio.gain == pytest.approx(1.0) and audio.se_diff == pytest.approx(math.sqrt(200 / 3))
+    assert audio.paired_gain == pytest.approx(1.0) and audio.paired_se == 0.0
+    assert by_arm["baseline"].n == 5 and by_arm["baseline"].mean == 80.0  # the baseline's own row keeps every seed
+    video = by_arm["aux-video"]
+    assert (video.baseline_n, video.gain, video.paired_n) == (5, -30.0, 0)
+    assert "| scratch | image | aux-point | 1 | 69.00 ± – | 70.00 ± – | -1.00 |" in markdown_table(summarize(rows))
+
+
 def test_latest_row_replaces_an_older_one(results_file):
     with open(results_file, "a") as f:
         f.write("\n" + json.dumps(_row("random-point", 0, 70.0)) + "\n")
@@ -91,5 +109,5 @@ def test_gain_matrix_has_auxiliary_rows_and_target_columns(results_file):
     md = gain_matrix_markdown(summaries)
     assert "| auxiliary | image |" in md and "| *baseline, top-1 % (mean ± std)* | 81.00 ± 1.00 |" in md
     assert "| point | **+4.00 [1.63]** |" in md  # beyond 2 SE: bold
-    assert "| audio | +0.17 [" in md and "| random (point std) | +9.00 [–] |" in md  # one seed: no SE
+    assert "| audio | +0.17 [" in md and "| random (point std) | +10.00 [–] |" in md  # seed 0 only: no SE
     assert "mae setting" not in md
