@@ -166,6 +166,15 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[ArmSummary]:
     return sorted(out, key=_sort_key)
 
 
+def on_shared_seeds(a: dict[int, float], b: dict[int, float]) -> tuple[list[float], list[float]]:
+    """The values of ``a`` and ``b`` (``{seed: metric}``) at the seeds both have, in seed order;
+    all values of each where they share no seed."""
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return list(a.values()), list(b.values())
+    return [a[s] for s in shared], [b[s] for s in shared]
+
+
 def _compare_with_baseline(summary: ArmSummary, arm: dict[int, float], baseline: dict[int, float]) -> None:
     """Fill the baseline columns, the gain and both tests of ``summary`` on the seeds both arms have.
 
@@ -173,9 +182,7 @@ def _compare_with_baseline(summary: ArmSummary, arm: dict[int, float], baseline:
     uncertain comparisons, and a study in progress finishes seeds at different times. Without a
     shared seed, all runs of both arms are compared (unpaired).
     """
-    shared = sorted(set(arm) & set(baseline))
-    arm_values = [arm[s] for s in shared] if shared else list(arm.values())
-    base_values = [baseline[s] for s in shared] if shared else list(baseline.values())
+    arm_values, base_values = on_shared_seeds(arm, baseline)
     arm_mean, arm_std = mean_std(arm_values)
     summary.baseline_n = len(base_values)
     summary.baseline_mean, summary.baseline_std = mean_std(base_values)

@@ -3,7 +3,7 @@
 A gain over the baseline says that a pathway helps; only the difference to the random control
 (same per-matrix standard deviation) and to the permuted control (same values and spectrum,
 alignment with the target's features destroyed) says that what the auxiliary learned helps.
-Each difference is reported unpaired and paired by seed (the arms share the target's
+Each difference is taken on the seeds both arms have, reported unpaired and paired by seed (the arms share the target's
 initialisation and data order), with the tests of :mod:`m2pt.experiments.aggregate`.
 """
 
@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .aggregate import (MIN_PAIRS, ArmSummary, fmt_value, metrics_by_seed, paired_difference, se_of_difference,
-                        table_order)
+from .aggregate import (MIN_PAIRS, ArmSummary, fmt_value, mean_std, metrics_by_seed, on_shared_seeds,
+                        paired_difference, se_of_difference, table_order)
 
 CONTROL_KINDS = ("random", "permuted")
 
@@ -57,11 +57,14 @@ def control_comparisons(summaries: Sequence[ArmSummary], rows: Sequence[dict[str
             control = by_arm.get((setting, modality, arm.replace("aux-", f"{kind}-", 1)))
             if control is None:
                 continue
-            n, paired, paired_se = paired_difference(seeds[(setting, modality, arm)],
-                                                     seeds[(setting, modality, control.arm)])
+            aux_seeds, control_seeds = seeds[(setting, modality, arm)], seeds[(setting, modality, control.arm)]
+            aux_values, control_values = on_shared_seeds(aux_seeds, control_seeds)
+            (aux_mean, aux_std), (control_mean, control_std) = mean_std(aux_values), mean_std(control_values)
+            n, paired, paired_se = paired_difference(aux_seeds, control_seeds)
             out.append(ControlComparison(
-                aux.group, setting, modality, arm, control.arm, aux.n, control.n, aux.mean - control.mean,
-                se_of_difference(aux.std, aux.n, control.std, control.n), n, paired, paired_se))
+                aux.group, setting, modality, arm, control.arm, len(aux_values), len(control_values),
+                aux_mean - control_mean, se_of_difference(aux_std, len(aux_values), control_std, len(control_values)),
+                n, paired, paired_se))
     return sorted(out, key=lambda c: (*table_order(c.group, c.setting, c.modality), c.arm, c.control))
 
 

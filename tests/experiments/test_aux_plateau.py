@@ -52,6 +52,9 @@ def test_the_check_compares_the_two_gains_paired_by_seed():
     two = [r for r in rows if r["seed"] < 2]  # too few pairs: unpaired
     (unpaired,) = aux_plateau_checks(summarize(two), two, {})
     assert unpaired.n == 2 and math.isclose(unpaired.difference, 0.15) and not math.isnan(unpaired.se)
+    in_progress = [r for r in rows if r["arm"] != "aux-point-long" or r["seed"] == 1]  # seed 1 of the long arm
+    (early,) = aux_plateau_checks(summarize(in_progress), in_progress, {})
+    assert early.n == 1 and math.isclose(early.difference, 0.1)  # seed 1 against seed 1, not the mean of 3
     one = [r for r in rows if r["seed"] == 0]
     assert aux_plateau_checks(summarize(one), one, {})[0].verdict == "yes (1 seed, no 2·SE)"
     assert aux_plateau_checks(summarize(rows[:6]), rows[:6], curves) == []  # no long arm yet

@@ -29,6 +29,16 @@ def test_a_consistent_per_seed_lead_is_significant_paired_though_seeds_vary_more
     assert "| main | scratch | image | aux-point | permuted-point | 3, 3 | +1.10 |" in table
 
 
+def test_extra_seeds_of_the_control_alone_stay_out_of_the_difference():
+    # seeds 3 and 4 went to the random control and the baseline only (an uncertain comparison of theirs)
+    rows = [row("baseline", s, 80.0 + 5 * s) for s in range(5)]
+    rows += [row("aux-point", s, 81.0 + 5 * s) for s in range(3)]
+    rows += [row("random-point", s, 80.0 + 5 * s) for s in range(5)]
+    (comparison,) = control_comparisons(summarize(rows), rows)
+    assert (comparison.n_aux, comparison.n_control) == (3, 3)
+    assert comparison.difference == pytest.approx(1.0) and comparison.paired_difference == pytest.approx(1.0)
+
+
 def test_minilm_fixacc_and_budget_arms_meet_their_own_controls():
     rows = []
     for arm, group in (("small-aux-minilm", "minilm"), ("small-random-minilm", "minilm"),
