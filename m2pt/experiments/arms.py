@@ -37,6 +37,9 @@ class Arm:
         description: One line for tables and ``--list``.
         options: ``TrainConfig`` options that differ from the profile's budget (the
             gain-versus-budget study and the plateau check); ``data_options`` are merged.
+        whole_budget: ``options`` are the arm's whole budget, not changes to the target's: the
+            gain-versus-budget study trains at multiples of the quick budget, without the long
+            runs' options of the profile.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Arm:
     group: str = "main"
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    whole_budget: bool = False
 
     @property
     def is_baseline(self) -> bool:
@@ -98,13 +102,15 @@ def long_aux_arm(aux_modality: str) -> Arm:
 def budget_arms(aux_modality: str, multiplier: int, options: dict[str, Any]) -> list[Arm]:
     """Baseline, pathway and random control at one budget of the gain-versus-budget study."""
     tag = f"-b{multiplier}x"
-    base = Arm(f"baseline{tag}", None, baseline=None, group="budget", options=dict(options),
+    base = Arm(f"baseline{tag}", None, baseline=None, group="budget", options=dict(options), whole_budget=True,
                description=f"no pathway, {multiplier}x the quick training set")
     return [base,
             Arm(f"aux-{aux_modality}{tag}", f"mae:{aux_modality}", baseline=base.name, group="budget",
-                options=dict(options), description=f"pathway from {aux_modality} MAE, {multiplier}x budget"),
+                options=dict(options), whole_budget=True,
+                description=f"pathway from {aux_modality} MAE, {multiplier}x budget"),
             Arm(f"random-{aux_modality}{tag}", f"random:mae:{aux_modality}", baseline=base.name, group="budget",
-                options=dict(options), description=f"random control ({aux_modality} std), {multiplier}x budget")]
+                options=dict(options), whole_budget=True,
+                description=f"random control ({aux_modality} std), {multiplier}x budget")]
 
 
 SMALL_BASELINE = Arm("small-baseline", None, baseline=None, preset="small", group="minilm",

@@ -211,6 +211,8 @@ def build_plan(profile: Profile, seeds: Optional[Sequence[int]] = None,
             for modality in dict.fromkeys(profile.targets + profile.minilm_targets + profile.minilm_mae_targets):
                 for arm in _arms_for(profile, setting, modality):
                     options = profile.finetune_options(modality, arm.preset)
+                    if arm.whole_budget:
+                        options = {key: options[key] for key in ("modality", "preset", "task")}
                     if arm.options:
                         options = merge_options(options, arm.options)
                     runs.append(RunSpec(setting, modality, arm, seed, options))

@@ -234,3 +234,13 @@ def test_rows_of_a_changed_budget_are_left_out_of_the_summary(tmp_path, capsys):
     assert set(table) == {"baseline", "aux-point"}
     assert table["baseline"]["n"] == "4" and table["aux-point"]["n"] == "3"  # seeds 0-2 and the extra seed
     assert float(table["aux-point"]["gain"]) == pytest.approx(86.5 - 86.0)  # baseline: 85, 86, 87 and 86
+
+
+def test_long_targets_warm_up_and_clip_but_the_budget_study_keeps_the_quick_options():
+    _, runs = build_plan(get_profile("converged"))
+    for run in runs:
+        long = run.modality in ("audio", "video", "point") and run.arm.group != "budget"
+        assert (run.options.get("clip_grad"), run.options["warmup_epochs"] == 5.0) == ((1.0, True) if long else
+                                                                                      (None, False))
+    budget = {r.run_id: r for r in runs if r.arm.group == "budget" and r.modality == "audio" and r.seed == 0}
+    assert budget["scratch/audio/baseline-b4x/seed0"].options["epochs"] == get_profile("quick").finetune["audio"]["epochs"]

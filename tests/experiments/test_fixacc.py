@@ -22,9 +22,12 @@ FIXACC_NAMES = ["fixacc-baseline", "fixacc-aux-point", "fixacc-aux-audio", "fixa
 #: (computed with the code of main at 4e61e64): adding arms must not restart finished runs.
 PINNED_PLANS = {"converged": (150, "72445a253e46f2c9f86a10afb0afa8e73c33a63f"),
                 "gpu": (27, "7ad8b454a0bd794c90799b0ef9da891c6eb2841b")}
-#: The converged plan since its audio budget went from 24 to 48 epochs on purpose
-#: (results/converged/audio-24-epochs.md); nothing else changed (see the test below).
+#: The converged plan after its audio budget went from 24 to 48 epochs on purpose
+#: (results/converged/audio-24-epochs.md), and now: its long runs (audio, video, point) warm up
+#: for 5 epochs and clip gradients (results/converged/audio-48-epochs-short-warmup.md). Nothing
+#: else changed (see the test below).
 CONVERGED_AUDIO_48 = (150, "54e037bccd56d528f14055c5316440bf58db8559")
+CONVERGED_LONG_RUN_OPTIONS = (150, "9036dc8d5f231b4ee4986d79b961cd0390d81438")
 
 
 def _plan_digest(runs: list[RunSpec]) -> tuple[int, str]:
@@ -37,8 +40,12 @@ def _plan_digest(runs: list[RunSpec]) -> tuple[int, str]:
 def test_existing_runs_keep_their_fingerprints():
     assert _plan_digest(build_plan(gpu_profile())[1]) == PINNED_PLANS["gpu"]
     profile = converged_profile()
+    assert _plan_digest(build_plan(profile)[1]) == CONVERGED_LONG_RUN_OPTIONS
+    for modality in ("audio", "video", "point"):  # the last change: the long runs' warmup and clipping
+        assert profile.finetune[modality].pop("clip_grad") == 1.0
+        profile.finetune[modality]["warmup_epochs"] = 0.5
     assert _plan_digest(build_plan(profile)[1]) == CONVERGED_AUDIO_48
-    # the only change since the pin: the audio epochs (its plateau arm follows them)
+    # the change before: the audio epochs (its plateau arm follows them)
     profile.finetune["audio"]["epochs"] = 24
     assert _plan_digest(build_plan(profile)[1]) == PINNED_PLANS["converged"]
 
