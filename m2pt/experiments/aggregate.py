@@ -175,6 +175,13 @@ def on_shared_seeds(a: dict[int, float], b: dict[int, float]) -> tuple[list[floa
     return [a[s] for s in shared], [b[s] for s in shared]
 
 
+def unpaired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[int, int, float, float]:
+    """``(n_a, n_b, mean_a - mean_b, SE)`` on the seeds both have (see :func:`on_shared_seeds`)."""
+    a_values, b_values = on_shared_seeds(a, b)
+    (a_mean, a_std), (b_mean, b_std) = mean_std(a_values), mean_std(b_values)
+    return len(a_values), len(b_values), a_mean - b_mean, se_of_difference(a_std, len(a_values), b_std, len(b_values))
+
+
 def _compare_with_baseline(summary: ArmSummary, arm: dict[int, float], baseline: dict[int, float]) -> None:
     """Fill the baseline columns, the gain and both tests of ``summary`` on the seeds both arms have.
 

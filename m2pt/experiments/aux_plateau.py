@@ -14,8 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .aggregate import (MIN_PAIRS, ArmSummary, fmt_value, mean_std, metrics_by_seed, on_shared_seeds, paired_difference,
-                        se_of_difference)
+from .aggregate import MIN_PAIRS, ArmSummary, fmt_value, metrics_by_seed, paired_difference, unpaired_difference
 from .convergence import PLATEAU_POINTS, plateau_verdict
 
 LONG_AUX_ARM = re.compile(r"^aux-(?P<aux>[a-z]+)-long$")
@@ -76,10 +75,7 @@ def aux_plateau_checks(summaries: Sequence[ArmSummary], rows: Sequence[dict[str,
         long_seeds, planned_seeds = seeds[(setting, modality, arm)], seeds[(setting, modality, planned.arm)]
         n, difference, se = paired_difference(long_seeds, planned_seeds)
         if n < MIN_PAIRS:
-            long_values, planned_values = on_shared_seeds(long_seeds, planned_seeds)
-            (long_mean, long_std), (planned_mean, planned_std) = mean_std(long_values), mean_std(planned_values)
-            n, difference = len(long_values), long_mean - planned_mean
-            se = se_of_difference(long_std, len(long_values), planned_std, len(planned_values))
+            n, _, difference, se = unpaired_difference(long_seeds, planned_seeds)
         out.append(AuxPlateauCheck(setting, modality, aux, planned.gain, long.gain, difference, se, n,
                                    _final(curves.get(f"mae-{aux}")), _final(curves.get(f"mae-long-{aux}"))))
     return sorted(out, key=lambda c: (c.setting, c.modality, c.aux))

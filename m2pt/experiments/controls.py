@@ -3,8 +3,9 @@
 A gain over the baseline says that a pathway helps; only the difference to the random control
 (same per-matrix standard deviation) and to the permuted control (same values and spectrum,
 alignment with the target's features destroyed) says that what the auxiliary learned helps.
-Each difference is taken on the seeds both arms have, reported unpaired and paired by seed (the arms share the target's
-initialisation and data order), with the tests of :mod:`m2pt.experiments.aggregate`.
+Each difference is taken on the seeds both arms have and reported unpaired and paired by seed
+(the arms share the target's initialisation and data order), with the tests of
+:mod:`m2pt.experiments.aggregate`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .aggregate import (MIN_PAIRS, ArmSummary, fmt_value, mean_std, metrics_by_seed, on_shared_seeds,
-                        paired_difference, se_of_difference, table_order)
+from .aggregate import (MIN_PAIRS, ArmSummary, fmt_value, metrics_by_seed, paired_difference, table_order,
+                        unpaired_difference)
 
 CONTROL_KINDS = ("random", "permuted")
 
@@ -58,13 +59,10 @@ def control_comparisons(summaries: Sequence[ArmSummary], rows: Sequence[dict[str
             if control is None:
                 continue
             aux_seeds, control_seeds = seeds[(setting, modality, arm)], seeds[(setting, modality, control.arm)]
-            aux_values, control_values = on_shared_seeds(aux_seeds, control_seeds)
-            (aux_mean, aux_std), (control_mean, control_std) = mean_std(aux_values), mean_std(control_values)
+            n_aux, n_control, difference, se = unpaired_difference(aux_seeds, control_seeds)
             n, paired, paired_se = paired_difference(aux_seeds, control_seeds)
-            out.append(ControlComparison(
-                aux.group, setting, modality, arm, control.arm, len(aux_values), len(control_values),
-                aux_mean - control_mean, se_of_difference(aux_std, len(aux_values), control_std, len(control_values)),
-                n, paired, paired_se))
+            out.append(ControlComparison(aux.group, setting, modality, arm, control.arm, n_aux, n_control, difference,
+                                         se, n, paired, paired_se))
     return sorted(out, key=lambda c: (*table_order(c.group, c.setting, c.modality), c.arm, c.control))
 
 

@@ -84,7 +84,8 @@ def test_gain_compares_the_seeds_both_arms_have():
     assert by_arm["baseline"].n == 5 and by_arm["baseline"].mean == 80.0  # the baseline's own row keeps every seed
     video = by_arm["aux-video"]
     assert (video.baseline_n, video.gain, video.paired_n) == (5, -30.0, 0)
-    assert "| scratch | image | aux-point | 1 | 69.00 ± – | 70.00 ± – | -1.00 |" in markdown_table(summarize(rows))
+    table = markdown_table(summarize(rows))
+    assert "| scratch | image | aux-point | 1 | 69.00 ± – | 70.00 ± – | -1.00 |" in table
 
 
 def test_latest_row_replaces_an_older_one(results_file):

@@ -240,7 +240,8 @@ def test_long_targets_warm_up_and_clip_but_the_budget_study_keeps_the_quick_opti
     _, runs = build_plan(get_profile("converged"))
     for run in runs:
         long = run.modality in ("audio", "video", "point") and run.arm.group != "budget"
-        assert (run.options.get("clip_grad"), run.options["warmup_epochs"] == 5.0) == ((1.0, True) if long else
-                                                                                      (None, False))
+        expected = (1.0, True) if long else (None, False)
+        assert (run.options.get("clip_grad"), run.options["warmup_epochs"] == 5.0) == expected
     budget = {r.run_id: r for r in runs if r.arm.group == "budget" and r.modality == "audio" and r.seed == 0}
-    assert budget["scratch/audio/baseline-b4x/seed0"].options["epochs"] == get_profile("quick").finetune["audio"]["epochs"]
+    quick_epochs = get_profile("quick").finetune["audio"]["epochs"]
+    assert budget["scratch/audio/baseline-b4x/seed0"].options["epochs"] == quick_epochs
