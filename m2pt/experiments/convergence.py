@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .aggregate import ArmSummary, fmt_value
+from .runner import FINGERPRINT_FILE
 
 #: A target is at its plateau when doubling its training improves it by less than this (points).
 PLATEAU_POINTS = 1.0
@@ -91,25 +92,76 @@ def plateau_markdown(checks: Sequence[PlateauCheck]) -> str:
     return "\n".join(lines)
 
 
-def pretrain_loss_curves(pretrain_folder: Path) -> dict[str, list[tuple[float, float]]]:
-    """``{source: [(epoch, train loss), ...]}`` of every MAE pretraining under ``pretrain_folder``."""
-    curves: dict[str, list[tuple[float, float]]] = {}
-    if not pretrain_folder.is_dir():
-        return curves
-    for metrics in sorted(pretrain_folder.glob("*/metrics.jsonl")):
-        points = []
-        for line in metrics.read_text().splitlines():
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "train_loss" in record and "epoch" in record:
-                points.append((float(record["epoch"]), float(record["train_loss"])))
+#: The loss curves of a study's pretrainings, kept beside ``results.jsonl`` so that they outlive the
+#: pretraining folders (``{folder name: {"fingerprint": ..., "curve": [[epoch, loss], ...]}}``).
+PRETRAIN_CURVES_FILE = "pretrain_curves.json"
+
+
+def _folder_curve(metrics: Path) -> list[tuple[float, float]]:
+    points = []
+    for line in metrics.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "train_loss" in record and "epoch" in record:
+            points.append((float(record["epoch"]), float(record["train_loss"])))
+    return points
+
+
+def _folder_fingerprint(folder: Path) -> Optional[str]:
+    path = folder / FINGERPRINT_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _recorded_curves(output: Path) -> dict[str, dict[str, Any]]:
+    path = output / PRETRAIN_CURVES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it to rebuild it from the "
+                         "pretraining folders") from error
+
+
+def pretrain_loss_curves(output: Path) -> dict[str, list[tuple[float, float]]]:
+    """``{pretraining: [(epoch, train loss), ...]}`` of a study's MAE pretrainings.
+
+    Read from ``output/pretrain/<name>/metrics.jsonl``; a pretraining whose folder is gone (the
+    study moved to another machine with its ``results.jsonl``) comes from
+    :data:`PRETRAIN_CURVES_FILE`.
+    """
+    curves = {name: [(float(e), float(loss)) for e, loss in entry["curve"]]
+              for name, entry in _recorded_curves(output).items()}
+    for metrics in sorted((output / "pretrain").glob("*/metrics.jsonl")):
+        points = _folder_curve(metrics)
         if points:
             curves[metrics.parent.name] = points
-    return curves
+    return dict(sorted(curves.items()))
+
+
+def record_pretrain_curves(output: Path) -> Optional[Path]:
+    """Write :data:`PRETRAIN_CURVES_FILE`: the curves recorded before, updated from the folders there are.
+
+    Returns:
+        The file, or None when the study has no pretraining curve.
+    """
+    recorded = _recorded_curves(output)
+    for metrics in sorted((output / "pretrain").glob("*/metrics.jsonl")):
+        points = _folder_curve(metrics)
+        if points:
+            recorded[metrics.parent.name] = {"fingerprint": _folder_fingerprint(metrics.parent),
+                                             "curve": [list(point) for point in points]}
+    if not recorded:
+        return None
+    path = output / PRETRAIN_CURVES_FILE
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
+    temporary.replace(path)
+    return path
 
 
 def late_relative_drop(curve: Sequence[tuple[float, float]]) -> float:
@@ -182,7 +234,7 @@ def study_sections(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any
     from .controls import control_comparisons, controls_markdown
     from .lambda_analysis import lambda_markdown, lambda_summaries
 
-    curves = pretrain_loss_curves(output / "pretrain") if output is not None else {}
+    curves = pretrain_loss_curves(output) if output is not None else {}
     parts = [controls_markdown(control_comparisons(summaries, rows)), plateau_markdown(plateau_checks(summaries)),
              aux_plateau_markdown(aux_plateau_checks(summaries, rows, curves)), pretrain_markdown(curves),
              budget_markdown(budget_points(summaries)), lambda_markdown(lambda_summaries(rows))]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
 
 from .aggregate import MODALITY_ORDER, SETTING_ORDER, ArmSummary, gain_matrix
-from .records import iter_lambda_history
+from .convergence import pretrain_loss_curves
+from .records import epoch_curve, lambda_history
 
 DPI = 72
 
@@ -57,20 +57,6 @@ def plot_heatmap(summaries: Sequence[ArmSummary], setting: str, path: Path) -> P
     return _save(fig, path)
 
 
-def _epoch_metric(folder: Path) -> list[tuple[float, float]]:
-    path = folder / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            key = "top1" if "top1" in record else ("mAP" if "mAP" in record else None)
-            if key and "train_loss" in record:
-                out.append((float(record["epoch"]), float(record[key])))
-    return out
-
-
 def plot_accuracy_curves(rows: Sequence[dict[str, Any]], setting: str, group: str, path: Path) -> Path | None:
     """Mean test accuracy per epoch (over seeds), one panel per target, one line per arm."""
     selected = [r for r in rows if r["setting"] == setting and (r["group"] == group or r["baseline_arm"] is None)]
@@ -81,7 +67,7 @@ def plot_accuracy_curves(rows: Sequence[dict[str, Any]], setting: str, group: st
             continue
         if group == "minilm" and row["preset"] != "small" or group != "minilm" and row["preset"] == "small":
             continue
-        curve = _epoch_metric(Path(row["folder"]))
+        curve = epoch_curve(row)
         if curve:
             by_cell.setdefault((row["modality"], row["arm"]), []).append(curve)
     targets = [m for m in MODALITY_ORDER if any(k[0] == m for k in by_cell)]
@@ -115,7 +101,7 @@ def plot_lambda_layers(rows: Sequence[dict[str, Any]], setting: str, group: str,
     panels = [r for r in sorted(candidates, key=lambda r: (MODALITY_ORDER.index(r["modality"])
                                                            if r["modality"] in MODALITY_ORDER else 9, r["arm"]))
               if r["seed"] == seed]
-    histories = [(r, list(iter_lambda_history(Path(r["folder"])))) for r in panels]
+    histories = [(r, lambda_history(r)) for r in panels]
     histories = [(r, h) for r, h in histories if h]
     if not histories:
         return None
@@ -153,7 +139,7 @@ def plot_lambda_magnitude(rows: Sequence[dict[str, Any]], setting: str, group: s
     fig, (ax, bar) = plt.subplots(1, 2, figsize=(9, 3.2))
     names, deltas = [], []
     for row in sorted((r for r in candidates if r["seed"] == seed), key=lambda r: r["arm"]):
-        history = list(iter_lambda_history(Path(row["folder"])))
+        history = lambda_history(row)
         if not history:
             continue
         means = [sum(abs(v) for v in scales.values()) / len(scales) for _, scales in history]
@@ -170,7 +156,7 @@ def plot_lambda_magnitude(rows: Sequence[dict[str, Any]], setting: str, group: s
     ax.set_xlabel("step", fontsize=8)
     ax.set_ylabel("mean |λ| over layers", fontsize=8)
     ax.set_title(f"{modality} target, {setting}, seed {seed}", fontsize=9)
-    if ax.get_lines():  # none when the run folders (λ histories) are gone
+    if ax.get_lines():  # none when no row has a λ history
         ax.legend(fontsize=6)
     ax.tick_params(labelsize=7)
     if names:
@@ -250,11 +236,14 @@ def plot_lambda_agreement(rows: Sequence[dict[str, Any]], path: Path, setting: s
     return _save(fig, path)
 
 
-def plot_pretrain_losses(pretrain_folder: Path, path: Path) -> Path | None:
-    """Reconstruction loss per epoch of every MAE pretraining (normalised to the first epoch)."""
-    from .convergence import pretrain_loss_curves
+def plot_pretrain_losses(curves: dict[str, list[tuple[float, float]]], path: Path) -> Path | None:
+    """Reconstruction loss per epoch of every MAE pretraining (normalised to the first epoch).
 
-    curves = pretrain_loss_curves(pretrain_folder)
+    Args:
+        curves: ``{pretraining: [(epoch, train loss), ...]}`` (see
+            :func:`m2pt.experiments.convergence.pretrain_loss_curves`).
+        path: The PNG to write.
+    """
     if not curves:
         return None
     plt = _pyplot()
@@ -274,7 +263,7 @@ def plot_pretrain_losses(pretrain_folder: Path, path: Path) -> Path | None:
 def write_figures(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
     """Every figure of a results folder into ``folder`` (missing data skips a figure)."""
     written: list[Path | None] = [plot_gain_vs_budget(summaries, folder / "gain_vs_budget.png"),
-                                  plot_pretrain_losses(folder.parent / "pretrain", folder / "pretrain_loss.png")]
+                                  plot_pretrain_losses(pretrain_loss_curves(folder.parent), folder / "pretrain_loss.png")]
     settings = [s for s in SETTING_ORDER if any(r["setting"] == s for r in rows)]
     groups = sorted({r["group"] for r in rows})
     for setting in settings:

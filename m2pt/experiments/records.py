@@ -1,15 +1,22 @@
-"""One results row per finished run: identity, metrics, final λ and how much the pathway changes W."""
+"""One results row per finished run: identity, metrics, final λ, how much the pathway changes W, and
+the run's history (test accuracy per epoch, λ over training), so that tables and figures can be
+made from ``results.jsonl`` alone once the run folders are gone."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from .plan import RunSpec
 
 RESULTS_FILE = "results.jsonl"
+
+#: λ trajectories kept in a row: at most this many step records, evenly spread, the last one included.
+LAMBDA_HISTORY_POINTS = 64
+#: Significant digits of the numbers kept in a row's history.
+HISTORY_DIGITS = 5
 
 
 def pathway_stats(run_folder: Path) -> dict[str, Any]:
@@ -49,8 +56,82 @@ def make_row(run: RunSpec, run_folder: Path, final: dict[str, Any], wall_seconds
         "baseline_arm": run.arm.baseline, "modality": run.modality, "setting": run.setting, "seed": run.seed,
         "preset": run.preset, "aux": run.arm.aux, "aux_path": aux_path, "init": run.init_source,
         "pathway": run.arm.pathway, "metrics": metrics, "pathway_stats": pathway_stats(run_folder),
-        "wall_seconds": round(wall_seconds, 2), "folder": str(run_folder),
+        "history": run_history(run_folder), "wall_seconds": round(wall_seconds, 2), "folder": str(run_folder),
     }
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.{HISTORY_DIGITS}g}")
+
+
+def _read_records(run_folder: Path) -> list[dict[str, Any]]:
+    path = run_folder / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _epoch_points(records: list[dict[str, Any]]) -> tuple[Optional[str], list[tuple[float, float, float]]]:
+    """``(metric, [(epoch, metric value, train loss), ...])`` of a run's epoch records."""
+    metric, points = None, []
+    for record in records:
+        key = "top1" if "top1" in record else ("mAP" if "mAP" in record else None)
+        if key and "train_loss" in record:
+            metric = key
+            points.append((float(record["epoch"]), float(record[key]), float(record["train_loss"])))
+    return metric, points
+
+
+def _lambda_points(records: list[dict[str, Any]]) -> list[tuple[int, dict[str, float]]]:
+    """λ at every logged step and at the end of every epoch (the last record of a step wins: a resumed
+    run logs some steps twice)."""
+    by_step = {int(r["step"]): r["scales"] for r in records if "step" in r and r.get("scales")}
+    return sorted(by_step.items())
+
+
+def run_history(run_folder: Path) -> dict[str, Any]:
+    """A run's history, small enough for its results row.
+
+    Returns:
+        ``{}`` without ``metrics.jsonl``; else ``metric`` (``top1`` or ``mAP``), ``epochs``
+        (``[epoch, metric value, train loss]`` per evaluated epoch) and, for a run with pathways,
+        ``lambda``: ``steps`` and ``layers`` (``{layer: [λ at each step]}``), at most
+        :data:`LAMBDA_HISTORY_POINTS` steps evenly spread over training, the last one included.
+    """
+    records = _read_records(run_folder)
+    if not records:
+        return {}
+    metric, epochs = _epoch_points(records)
+    history: dict[str, Any] = {"metric": metric, "epochs": [[_round(v) for v in point] for point in epochs]}
+    trajectory = _lambda_points(records)
+    if trajectory:
+        stride = max(1, -(-len(trajectory) // LAMBDA_HISTORY_POINTS))
+        kept = trajectory[::-1][::stride][::-1]  # counted back from the end, so the last step stays
+        history["lambda"] = {"steps": [step for step, _ in kept],
+                             "layers": {layer: [_round(scales.get(layer, math.nan)) for _, scales in kept]
+                                        for layer in kept[-1][1]}}
+    return history
+
+
+def epoch_curve(row: dict[str, Any]) -> list[tuple[float, float]]:
+    """``[(epoch, test accuracy or mAP), ...]`` of a results row: its history, else its run folder."""
+    history = row.get("history")
+    if history and history.get("epochs"):
+        return [(epoch, value) for epoch, value, _ in history["epochs"]]
+    if row.get("folder"):
+        return [(epoch, value) for epoch, value, _ in _epoch_points(_read_records(Path(row["folder"])))[1]]
+    return []
+
+
+def lambda_history(row: dict[str, Any]) -> list[tuple[int, dict[str, float]]]:
+    """``[(step, {layer: λ}), ...]`` of a results row: its history, else its run folder's records."""
+    history = row.get("history")
+    if history and history.get("lambda"):
+        steps, layers = history["lambda"]["steps"], history["lambda"]["layers"]
+        return [(step, {layer: values[i] for layer, values in layers.items()}) for i, step in enumerate(steps)]
+    if row.get("folder"):
+        return _lambda_points(_read_records(Path(row["folder"])))
+    return []
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -88,15 +169,3 @@ def latest_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for row in rows:
         latest[row["run_id"]] = row
     return latest
-
-
-def iter_lambda_history(run_folder: Path) -> Iterator[tuple[int, dict[str, float]]]:
-    """``(step, {layer: λ})`` from a run's ``metrics.jsonl`` (step records only)."""
-    path = run_folder / "metrics.jsonl"
-    if not path.is_file():
-        return
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if "loss" in record and record.get("scales"):
-                yield int(record["step"]), record["scales"]

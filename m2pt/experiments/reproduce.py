@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from .aggregate import summarize, write_tables
 from .budgets import Profile, get_profile
-from .convergence import study_sections
+from .convergence import record_pretrain_curves, study_sections
 from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
 from .figures import write_figures
 from .lr_budget import describe_sums
@@ -121,6 +121,7 @@ def aggregate(output: Path, log: Callable[[str], None] = print,
         log(f"no finished runs in {output / RESULTS_FILE} yet")
         return []
     summaries = summarize(rows)
+    record_pretrain_curves(output)
     written = write_tables(summaries, output, study_sections(summaries, rows, output))
     written += write_figures(summaries, rows, output / "figures")
     return written

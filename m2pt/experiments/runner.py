@@ -9,6 +9,7 @@ Layout of the output folder::
     artifacts/permuted/      permuted auxiliaries (one per source and seed)
     runs/<setting>/<target>/<arm>/seed<N>/   fine-tuning run folders (metrics.jsonl, plots)
     results.jsonl            one row per finished run (appended as runs finish)
+    pretrain_curves.json     loss curves of the pretrainings (rewritten as each one finishes)
     failures.jsonl           runs that raised (the runner goes on with the next run)
     summary.md, summary.csv, figures/*.png   aggregates (rewritten at the end)
 
@@ -317,6 +318,7 @@ def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence
     """
     from tqdm.auto import tqdm
 
+    from .convergence import record_pretrain_curves
     from .pool import run_jobs
 
     runner.check_pretrainings(pretrainings)
@@ -340,6 +342,8 @@ def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence
             counts["done"] += 1
             if outcome.row is not None:
                 append_row(runner.results_path, outcome.row)
+            if isinstance(outcome.job.spec, PretrainSpec):
+                record_pretrain_curves(runner.output)
         remaining -= estimates.get(outcome.job.key, 0.0) / max(1, workers)
         bar.set_description(outcome.job.name)
         bar.set_postfix_str(f"est. left {max(0.0, remaining) / 60:.0f} min", refresh=False)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 
 from m2pt.experiments.aggregate import summarize
 from m2pt.experiments.convergence import (budget_points, late_relative_drop, plateau_checks, pretrain_loss_curves,
-                                          study_sections)
+                                          record_pretrain_curves, study_sections)
 from m2pt.experiments.figures import plot_gain_vs_budget, plot_lambda_agreement, plot_pretrain_losses
 from m2pt.experiments.lambda_analysis import (control_of, lambda_summaries, sign_agreement_across_seeds,
                                               sign_agreement_between)
@@ -108,11 +109,37 @@ def test_pretraining_loss_curves_and_their_late_drop(tmp_path):
     records = [{"step": 1, "loss": 9.0}] + [{"epoch": e, "train_loss": loss}
                                              for e, loss in enumerate([1.0, 0.6, 0.5, 0.45, 0.44], start=1)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"torn')
-    curves = pretrain_loss_curves(tmp_path / "pretrain")
+    curves = pretrain_loss_curves(tmp_path)
     assert curves == {"mae-point": [(1.0, 1.0), (2.0, 0.6), (3.0, 0.5), (4.0, 0.45), (5.0, 0.44)]}
     assert late_relative_drop(curves["mae-point"]) == pytest.approx(0.12)
     assert math.isnan(late_relative_drop([(1.0, 1.0)]))
     text = study_sections([], [], tmp_path)
     assert "| mae-point | 5 | 1.0000 | 0.4400 | 12.0 % |" in text
-    assert plot_pretrain_losses(tmp_path / "pretrain", tmp_path / "loss.png").stat().st_size > 1000
-    assert plot_pretrain_losses(tmp_path / "missing", tmp_path / "none.png") is None
+    assert plot_pretrain_losses(curves, tmp_path / "loss.png").stat().st_size > 1000
+    assert plot_pretrain_losses(pretrain_loss_curves(tmp_path / "missing"), tmp_path / "none.png") is None
+
+
+def test_pretraining_curves_outlive_their_folders(tmp_path):
+    folder = tmp_path / "pretrain" / "mae-point"
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "train_loss": 1 / e}) + "\n"
+                                                  for e in (1, 2, 4)))
+    (folder / "m2pt_fingerprint.txt").write_text("abc123")
+    assert record_pretrain_curves(tmp_path / "empty") is None
+    path = record_pretrain_curves(tmp_path)
+    assert json.loads(path.read_text()) == {"mae-point": {"fingerprint": "abc123",
+                                                          "curve": [[1.0, 1.0], [2.0, 0.5], [4.0, 0.25]]}}
+    shutil.rmtree(tmp_path / "pretrain")  # the study moved to a machine without the pretraining folders
+    assert pretrain_loss_curves(tmp_path) == {"mae-point": [(1.0, 1.0), (2.0, 0.5), (4.0, 0.25)]}
+    assert "| mae-point | 4 | 1.0000 | 0.2500 | 50.0 % |" in study_sections([], [], tmp_path)
+
+    redone = tmp_path / "pretrain" / "mae-point"  # a folder there is wins over the record, and updates it
+    redone.mkdir(parents=True)
+    (redone / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 0.75}) + "\n")
+    assert pretrain_loss_curves(tmp_path) == {"mae-point": [(1.0, 0.75)]}
+    record_pretrain_curves(tmp_path)
+    assert json.loads(path.read_text())["mae-point"] == {"fingerprint": None, "curve": [[1.0, 0.75]]}
+
+    path.write_text('{"mae-point": ')
+    with pytest.raises(ValueError, match="pretrain_curves.json is not valid JSON.*delete it"):
+        pretrain_loss_curves(tmp_path)

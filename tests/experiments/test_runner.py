@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 
 from m2pt.experiments.arms import BASELINE, Arm
 from m2pt.experiments.plan import PretrainSpec, RunSpec
-from m2pt.experiments.records import read_rows
+from m2pt.experiments.records import LAMBDA_HISTORY_POINTS, read_rows, run_history
 from m2pt.experiments.reproduce import aggregate
 from m2pt.experiments.runner import PretrainingChanged, Runner, RunnerOptions, RunInterrupted, execute
 
@@ -61,6 +62,39 @@ def test_runs_then_skips_finished_runs(runner):
     written = aggregate(runner.output, log=lambda m: None)
     assert (runner.output / "summary.md").is_file() and (runner.output / "summary.csv").is_file()
     assert any(p.name.startswith("heatmap_") for p in written)
+
+
+def test_rows_keep_the_history_that_figures_need_once_the_run_folders_are_gone(runner):
+    assert execute(runner, [PretrainSpec("mae:image", dict(PRETRAIN))], _runs()[:2], progress=False)["done"] == 3
+    baseline_row, aux_row = read_rows(runner.results_path)
+    history = aux_row["history"]
+    assert history["metric"] == "top1" and [e for e, _, _ in history["epochs"]] == [1.0, 2.0]
+    assert history["epochs"][-1][1] == pytest.approx(aux_row["metrics"]["top1"], rel=1e-4)
+    assert history["epochs"][-1][2] == pytest.approx(aux_row["metrics"]["train_loss"], rel=1e-4)
+    trajectory = history["lambda"]
+    assert trajectory["steps"][-1] == aux_row["metrics"]["step"]
+    assert set(trajectory["layers"]) == set(aux_row["pathway_stats"]["layers"])
+    for layer, values in trajectory["layers"].items():
+        assert len(values) == len(trajectory["steps"])
+        assert values[-1] == pytest.approx(aux_row["pathway_stats"]["layers"][layer]["lambda"], rel=1e-4, abs=1e-9)
+    assert "lambda" not in baseline_row["history"] and len(baseline_row["history"]["epochs"]) == 2
+
+    for run in _runs()[:2]:
+        shutil.rmtree(runner.run_folder(run))
+    shutil.rmtree(runner.output / "pretrain")  # its loss curve was recorded when it finished
+    written = {p.name for p in aggregate(runner.output, log=lambda m: None)}
+    assert {"accuracy_main_scratch.png", "lambda_layers_main_scratch.png", "pretrain_loss.png"} <= written
+    assert "| mae-image | 1 |" in (runner.output / "summary.md").read_text()
+
+
+def test_lambda_history_of_a_long_run_is_thinned_to_a_fixed_size_and_ends_at_the_last_step(tmp_path):
+    records = [{"step": step, "loss": 1.0, "scales": {"blocks.0.attn.qkv": step / 1000}} for step in range(1, 1001)]
+    records += [{"epoch": 1, "top1": 50.0, "train_loss": 1.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    trajectory = run_history(tmp_path)["lambda"]
+    assert len(trajectory["steps"]) <= LAMBDA_HISTORY_POINTS and trajectory["steps"][-1] == 1000
+    assert trajectory["layers"]["blocks.0.attn.qkv"] == [step / 1000 for step in trajectory["steps"]]
+    assert run_history(tmp_path / "missing") == {}
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(runner):
