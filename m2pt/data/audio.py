@@ -12,7 +12,8 @@ Labels are class names, or AudioSet machine ids (``mid``) when a class-index CSV
 (``index,mid,display_name``, e.g. ``class_labels_indices.csv``) is given; then ``classes``
 holds the display names in index order.
 
-Audio is decoded with PyAV (any format FFmpeg reads), resampled to 16 kHz by FFmpeg's
+Audio is decoded with PyAV (any format FFmpeg reads; 16-bit PCM WAV at 16 kHz, the commonest
+layout, is read directly with the same result), resampled to 16 kHz by FFmpeg's
 resampler, downmixed to mono by averaging the channels, then cut or zero-padded at the end to
 ``clip_seconds``.
 """
@@ -32,6 +33,7 @@ import torch
 from m2pt.data.augment.audio import mix_weight, roll_and_gain
 from m2pt.data.base import LabelledDataset, class_names, multi_hot
 from m2pt.data.errors import DatasetError
+from m2pt.data.pcm_wav import read_pcm_wav
 from m2pt.data.robust import DEFAULT_MAX_BAD_FRACTION, BadFileTracker
 from m2pt.optional import optional_import
 av = optional_import("av", "data", "m2pt.data.audio (audio decoding)")
@@ -46,10 +48,17 @@ LABEL_COLUMNS = ("labels", "label", "positive_labels", "class")
 def decode_audio(path: PathLike | BinaryIO, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode an audio file (path or binary file object) to mono float32 at ``sample_rate``.
 
+    A 16-bit PCM WAV file at ``sample_rate`` is read without FFmpeg, with the same result
+    (:mod:`m2pt.data.pcm_wav`).
+
     Raises:
         av.FFmpegError: When FFmpeg cannot read the file.
         ValueError: When the file has no audio stream or no samples.
     """
+    if not hasattr(path, "read"):
+        samples = read_pcm_wav(path, sample_rate)
+        if samples is not None:
+            return samples
     with av.open(path if hasattr(path, "read") else str(path)) as container:
         if not container.streams.audio:
             raise ValueError("no audio stream")
