@@ -4,6 +4,7 @@ made from ``results.jsonl`` alone once the run folders are gone."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -46,6 +47,16 @@ def pathway_stats(run_folder: Path) -> dict[str, Any]:
     }
 
 
+def file_digest(path: str | Path) -> str:
+    """First 16 hex digits of a file's SHA-256: tells apart two auxiliaries made by the same recipe
+    (a pretraining done again on another machine need not give the same bits)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def make_row(run: RunSpec, run_folder: Path, final: dict[str, Any], wall_seconds: float,
              aux_path: Optional[str]) -> dict[str, Any]:
     """The results row of a finished run (JSON-serialisable)."""
@@ -55,6 +66,7 @@ def make_row(run: RunSpec, run_folder: Path, final: dict[str, Any], wall_seconds
         "run_id": run.run_id, "fingerprint": run.fingerprint(), "arm": run.arm.name, "group": run.arm.group,
         "baseline_arm": run.arm.baseline, "modality": run.modality, "setting": run.setting, "seed": run.seed,
         "preset": run.preset, "aux": run.arm.aux, "aux_path": aux_path, "init": run.init_source,
+        "aux_sha256": file_digest(aux_path) if aux_path else None,
         "pathway": run.arm.pathway, "metrics": metrics, "pathway_stats": pathway_stats(run_folder),
         "history": run_history(run_folder), "wall_seconds": round(wall_seconds, 2), "folder": str(run_folder),
     }
