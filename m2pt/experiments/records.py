@@ -58,8 +58,18 @@ def file_digest(path: str | Path) -> str:
 
 
 def make_row(run: RunSpec, run_folder: Path, final: dict[str, Any], wall_seconds: float,
-             aux_path: Optional[str]) -> dict[str, Any]:
-    """The results row of a finished run (JSON-serialisable)."""
+             aux_path: Optional[str], pretrained_path: Optional[str] = None) -> dict[str, Any]:
+    """The results row of a finished run (JSON-serialisable).
+
+    Args:
+        run: The run.
+        run_folder: Its folder (``metrics.jsonl``, ``pathways.safetensors``).
+        final: Its final metrics.
+        wall_seconds: How long it took.
+        aux_path: The auxiliary file it used, if any.
+        pretrained_path: The pretrained file that auxiliary comes from (for a control, the
+            encoder it was drawn from; for a pretrained auxiliary, ``aux_path``).
+    """
     metrics = {k: final[k] for k in ("top1", "top5", "mAP", "test_loss", "train_loss", "step",
                                      "merge_max_abs_diff", "merge_same_predictions") if k in final}
     return {
@@ -67,6 +77,7 @@ def make_row(run: RunSpec, run_folder: Path, final: dict[str, Any], wall_seconds
         "baseline_arm": run.arm.baseline, "modality": run.modality, "setting": run.setting, "seed": run.seed,
         "preset": run.preset, "aux": run.arm.aux, "aux_path": aux_path, "init": run.init_source,
         "aux_sha256": file_digest(aux_path) if aux_path else None,
+        "pretrained_sha256": file_digest(pretrained_path) if pretrained_path else None,
         "pathway": run.arm.pathway, "metrics": metrics, "pathway_stats": pathway_stats(run_folder),
         "history": run_history(run_folder), "wall_seconds": round(wall_seconds, 2), "folder": str(run_folder),
     }

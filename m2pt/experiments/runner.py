@@ -142,6 +142,11 @@ class Runner:
             raise FileNotFoundError(f"{source}: {path} is missing; its pretraining has not finished")
         return str(path)
 
+    def pretrained_file(self, source: str, seed: int) -> str:
+        """The pretrained file an auxiliary comes from (a control's: the encoder it was drawn from)."""
+        kind, _, inner = source.partition(":")
+        return self.pretrained_file(inner, seed) if kind in CONTROL_KINDS else self.resolve(source, seed)
+
     # ---- pretraining -----------------------------------------------------------------------
     def pretrain_finished(self, spec: PretrainSpec) -> bool:
         """Whether this pretraining, with these options, has written its encoder."""
@@ -242,7 +247,8 @@ class Runner:
             if not final.get("finished", False):
                 raise RunInterrupted(f"run {run.run_id} stopped ({final.get('stop_reason')})")
             wall = time.perf_counter() - started
-        row = make_row(run, folder, final, wall, aux_path)
+        pretrained = self.pretrained_file(run.arm.aux, run.seed) if run.arm.aux else None
+        row = make_row(run, folder, final, wall, aux_path, pretrained)
         if not self.options.keep_heavy_files:
             for name in HEAVY_FILES:
                 (folder / name).unlink(missing_ok=True)

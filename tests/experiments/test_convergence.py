@@ -14,7 +14,7 @@ from m2pt.experiments.convergence import (budget_points, late_relative_drop, pla
 from m2pt.experiments.figures import plot_gain_vs_budget, plot_lambda_agreement, plot_pretrain_losses
 from m2pt.experiments.lambda_analysis import (control_of, lambda_summaries, sign_agreement_across_seeds,
                                               sign_agreement_between)
-from m2pt.experiments.provenance import mixed_auxiliaries, provenance_markdown
+from m2pt.experiments.provenance import mixed_auxiliaries, pretrained_source, provenance_markdown
 
 
 def _row(arm, seed, top1, baseline="baseline", group="main", modality="image", lambdas=None):
@@ -146,11 +146,17 @@ def test_pretraining_curves_outlive_their_folders(tmp_path):
         pretrain_loss_curves(tmp_path)
 
 
-def test_arms_whose_seeds_used_different_auxiliary_files_are_listed():
+def test_targets_whose_runs_used_different_files_of_one_auxiliary_are_listed():
     rows = [_row("baseline", s, 80.0, baseline=None) for s in range(3)]
-    rows += [{**_row("aux-point", s, 81.0), "aux": "mae:point", "aux_sha256": digest}
+    rows += [{**_row("aux-point", s, 81.0), "aux": "mae:point", "pretrained_sha256": digest}
              for s, digest in ((0, None), (1, "ab12"), (2, "ab12"))]
-    rows += [{**_row("random-point", s, 80.5), "aux": "random:mae:point", "aux_sha256": "cd34"} for s in range(3)]
-    assert mixed_auxiliaries(rows) == {("scratch", "image", "aux-point"): {"not recorded": [0], "ab12": [1, 2]}}
-    assert "| scratch | image | aux-point | not recorded: 0; ab12: 1, 2 |" in study_sections(summarize(rows), rows)
-    assert provenance_markdown(rows[:3] + rows[6:]) == ""
+    rows += [{**_row("permuted-point", s, 80.5), "aux": "permuted:mae:point", "pretrained_sha256": "ab12"}
+             for s in range(3)]
+    rows += [{**_row("aux-point", s, 82.0, modality="audio"), "aux": "mae:point", "pretrained_sha256": "ab12"}
+             for s in range(2)]
+    assert pretrained_source("random:mae:point") == "mae:point" and pretrained_source("minilm") == "minilm"
+    assert mixed_auxiliaries(rows) == {("scratch", "image", "mae:point"): {
+        "not recorded": {"aux-point": [0]}, "ab12": {"aux-point": [1, 2], "permuted-point": [0, 1, 2]}}}
+    assert ("| scratch | image | mae:point | not recorded: aux-point (0); ab12: aux-point (1, 2), "
+            "permuted-point (0, 1, 2) |") in study_sections(summarize(rows), rows)
+    assert provenance_markdown(rows[:3] + rows[4:]) == ""

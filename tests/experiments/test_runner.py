@@ -51,6 +51,8 @@ def test_runs_then_skips_finished_runs(runner):
     assert control_row["aux_path"].endswith("random/mae-image-seed0.safetensors")
     assert aux_row["aux_sha256"] == hashlib.sha256(runner.encoder_path("mae:image").read_bytes()).hexdigest()[:16]
     assert control_row["aux_sha256"] not in (None, aux_row["aux_sha256"]) and rows[0]["aux_sha256"] is None
+    assert control_row["pretrained_sha256"] == aux_row["pretrained_sha256"] == aux_row["aux_sha256"]
+    assert rows[0]["pretrained_sha256"] is None
     assert not (runner.run_folder(_runs()[1]) / "checkpoint.pt").exists()  # heavy files removed
     assert (runner.run_folder(_runs()[1]) / "metrics.jsonl").is_file()
 
