@@ -15,9 +15,9 @@ from .plan import RunSpec
 RESULTS_FILE = "results.jsonl"
 
 #: λ trajectories kept in a row: at most this many step records, evenly spread, the last one included.
-LAMBDA_HISTORY_POINTS = 64
+LAMBDA_HISTORY_POINTS = 32
 #: Significant digits of the numbers kept in a row's history.
-HISTORY_DIGITS = 5
+HISTORY_DIGITS = 4
 
 
 def pathway_stats(run_folder: Path) -> dict[str, Any]:
