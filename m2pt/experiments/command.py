@@ -11,6 +11,7 @@ EPILOG = """examples:
   m2pt reproduce --profile converged --list          targets near their plateau, λ free to engage
   m2pt reproduce --profile converged --estimate-only --output results/converged
   nohup nice m2pt reproduce --profile converged --output results/converged &   resumable
+  m2pt reproduce --profile converged --output DIR --import-results results/converged   go on from the committed runs
   scripts/gpu_reproduce.sh --list          the GPU profile (scripts/gpu_reproduce.sh runs it unattended)
   m2pt reproduce --output /data/m2pt-full  the full set; rerun the same command to resume
   m2pt reproduce --only image --only 'aux-point*' --seeds 5
@@ -99,6 +100,11 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep model files and checkpoints of finished runs (default: deleted)")
     parser.add_argument("--aggregate-only", action="store_true", help="only rewrite tables and figures")
+    parser.add_argument("--import-results", action="append", default=[], metavar="FOLDER",
+                        help="first bring in the finished runs of another copy of the study (a folder with "
+                             "results.jsonl, e.g. the committed results/converged on a new machine, or a part "
+                             "run elsewhere with --only); runs this folder already has keep their result "
+                             "(repeatable)")
     parser.set_defaults(func=run_reproduce_command)
     return parser
 
@@ -106,6 +112,7 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
 def run_reproduce_command(args: argparse.Namespace) -> int:
     import sys
 
+    from .merge import MissingResults
     from .reproduce import reproduce
     from .runner import PretrainingChanged, RunInterrupted
 
@@ -121,7 +128,11 @@ def run_reproduce_command(args: argparse.Namespace) -> int:
         reproduce(profile_name=profile, output=output, seeds=args.seeds, only=args.only, list_only=args.list_only,
                   estimate=args.estimate, threads=args.threads, workers=args.workers,
                   keep_heavy_files=args.keep_checkpoints,
-                  aggregate_only=args.aggregate_only, estimate_only=args.estimate_only)
+                  aggregate_only=args.aggregate_only, estimate_only=args.estimate_only,
+                  import_from=args.import_results)
+    except MissingResults as exc:
+        print(f"m2pt reproduce: {exc}", file=sys.stderr)
+        return 2
     except RunInterrupted as exc:
         print(f"m2pt reproduce: {exc}; finished runs are kept, rerun the same command to resume", file=sys.stderr)
         return 130

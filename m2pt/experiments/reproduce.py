@@ -13,6 +13,7 @@ from .budgets import Profile, get_profile
 from .convergence import record_pretrain_curves, study_sections
 from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
 from .figures import write_figures
+from .merge import import_results
 from .lr_budget import describe_sums
 from .plan import (PretrainSpec, RunSpec, build_plan, current_rows, extra_seed_runs, in_profile_order,
                    lambda_lr_sums_of)
@@ -135,7 +136,8 @@ def _extra_seeds_rule(profile: Profile) -> str:
 def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce", seeds: Optional[Sequence[int]] = None,
               only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 0,
               workers: int = 0, keep_heavy_files: bool = False, aggregate_only: bool = False, progress: bool = True,
-              estimate_only: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+              estimate_only: bool = False, import_from: Sequence[str | Path] = (),
+              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or list) the reproduction; see ``m2pt reproduce --help``.
 
     ``workers=0`` runs one single-threaded worker process per core on up to 2 cores, then
@@ -144,6 +146,8 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     picks 1 or 2 torch threads by timing a step with each.
 
     With ``estimate_only`` the step times are calibrated and the estimate printed, nothing runs.
+    ``import_from`` names other copies of the study (folders with a ``results.jsonl``) whose
+    finished runs are brought in first (:func:`~m2pt.experiments.merge.import_results`).
     A profile with ``extra_seeds`` adds the extra seeds of every comparison whose gain is too
     uncertain (:func:`~m2pt.experiments.plan.extra_seed_runs`): those its finished results
     already decide join their tier at the start (so a resumed study runs them before the next
@@ -163,6 +167,10 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     if list_only:
         log(describe_plan(profile, pretrainings, runs))
         return result
+    for source in import_from:
+        report = import_results(Path(source), output)
+        log(f"imported from {source}: {report.rows_added} finished run(s), {report.curves_added} pretraining "
+            f"curve(s); {report.rows_present} run(s) already here kept their own result")
     # every cell of the profile counts in the summary, also those ``only`` leaves out this time
     planned = build_plan(profile, seeds)[1] if only else runs
     if aggregate_only:
