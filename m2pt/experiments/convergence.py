@@ -116,8 +116,12 @@ def _folder_fingerprint(folder: Path) -> Optional[str]:
     return path.read_text().strip() if path.is_file() else None
 
 
-def _recorded_curves(output: Path) -> dict[str, dict[str, Any]]:
-    path = output / PRETRAIN_CURVES_FILE
+def read_pretrain_curves(path: Path) -> dict[str, dict[str, Any]]:
+    """The entries of a :data:`PRETRAIN_CURVES_FILE` (``{}`` when it does not exist).
+
+    Raises:
+        ValueError: The file is not valid JSON.
+    """
     if not path.is_file():
         return {}
     try:
@@ -135,7 +139,7 @@ def pretrain_loss_curves(output: Path) -> dict[str, list[tuple[float, float]]]:
     :data:`PRETRAIN_CURVES_FILE`.
     """
     curves = {name: [(float(e), float(loss)) for e, loss in entry["curve"]]
-              for name, entry in _recorded_curves(output).items()}
+              for name, entry in read_pretrain_curves(output / PRETRAIN_CURVES_FILE).items()}
     for metrics in sorted((output / "pretrain").glob("*/metrics.jsonl")):
         points = _folder_curve(metrics)
         if points:
@@ -149,7 +153,7 @@ def record_pretrain_curves(output: Path) -> Optional[Path]:
     Returns:
         The file, or None when the study has no pretraining curve.
     """
-    recorded = _recorded_curves(output)
+    recorded = read_pretrain_curves(output / PRETRAIN_CURVES_FILE)
     for metrics in sorted((output / "pretrain").glob("*/metrics.jsonl")):
         points = _folder_curve(metrics)
         if points:
@@ -157,9 +161,13 @@ def record_pretrain_curves(output: Path) -> Optional[Path]:
                                              "curve": [list(point) for point in points]}
     if not recorded:
         return None
-    path = output / PRETRAIN_CURVES_FILE
+    return write_pretrain_curves(output / PRETRAIN_CURVES_FILE, recorded)
+
+
+def write_pretrain_curves(path: Path, entries: dict[str, dict[str, Any]]) -> Path:
+    """Write a :data:`PRETRAIN_CURVES_FILE` whole or not at all (a temporary file, then a rename)."""
     temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
+    temporary.write_text(json.dumps(dict(sorted(entries.items())), indent=1) + "\n")
     temporary.replace(path)
     return path
 

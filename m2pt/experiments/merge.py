@@ -9,11 +9,10 @@ them (each row carries its run's history).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .convergence import PRETRAIN_CURVES_FILE
+from .convergence import PRETRAIN_CURVES_FILE, read_pretrain_curves, write_pretrain_curves
 from .records import RESULTS_FILE, append_row, latest_rows, read_rows
 
 
@@ -68,11 +67,8 @@ def import_results(source: Path, output: Path) -> ImportReport:
 def _import_curves(source: Path, destination: Path) -> int:
     if not source.is_file() or source.resolve() == destination.resolve():
         return 0
-    incoming = json.loads(source.read_text())
-    curves = json.loads(destination.read_text()) if destination.is_file() else {}
+    incoming, curves = read_pretrain_curves(source), read_pretrain_curves(destination)
     new = {name: entry for name, entry in incoming.items() if name not in curves}
     if new:
-        temporary = destination.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(dict(sorted({**curves, **new}.items())), indent=1) + "\n")
-        temporary.replace(destination)
+        write_pretrain_curves(destination, {**curves, **new})
     return len(new)

@@ -13,8 +13,8 @@ from .budgets import Profile, get_profile
 from .convergence import record_pretrain_curves, study_sections
 from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
 from .figures import write_figures
-from .merge import import_results
 from .lr_budget import describe_sums
+from .merge import import_results
 from .plan import (PretrainSpec, RunSpec, build_plan, current_rows, extra_seed_runs, in_profile_order,
                    lambda_lr_sums_of)
 from .pool import resolve_workers
