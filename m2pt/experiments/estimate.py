@@ -5,14 +5,21 @@ on real batches after one warm-up step, loading (decode, fbank, collate) and com
 run's estimate is its step count times the compute time, plus loading once per item with
 ``cache_data`` (every epoch without), plus its test evaluations. Measured times are cached in
 ``<output>/calibration-<threads>thread.json``.
+
+Three steps of one process alone run faster than a whole run beside other workers (shared cores
+and memory bandwidth, evaluation, checkpoints): on the project's 2-core machine runs took 1.4-2.4x
+their estimate. Once a study has finished runs, :func:`measured_factors` scales the estimate of
+the rest by what those runs took.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import torch
 
@@ -23,6 +30,10 @@ CALIBRATION_FILE = "calibration.json"
 
 def _key(task: str, modality: str, preset: str, pathway: bool, linear_probe: bool = False) -> str:
     return f"{task}/{modality}/{preset}/{'pathway' if pathway else 'plain'}" + ("/linprobe" if linear_probe else "")
+
+
+def _run_key(run: RunSpec) -> str:
+    return _key("finetune", run.modality, run.preset, run.arm.aux is not None, bool(run.options.get("linear_probe")))
 
 
 def steps_of(options: dict[str, Any], train_items: int) -> int:
@@ -89,8 +100,8 @@ def calibrate(pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec], cac
         needed.setdefault(_key("pretrain", spec.options["modality"], spec.options["preset"], False), spec.options)
     for run in runs:
         probe = bool(run.options.get("linear_probe"))
-        needed.setdefault(_key("finetune", run.modality, run.preset, run.arm.aux is not None, probe),
-                          {**run.options, "seed": run.seed, **({"pathway": dict(run.arm.pathway)} if probe else {})})
+        needed.setdefault(_run_key(run), {**run.options, "seed": run.seed,
+                                          **({"pathway": dict(run.arm.pathway)} if probe else {})})
     for key, options in needed.items():
         if key in known:
             continue
@@ -119,16 +130,67 @@ def run_seconds(options: dict[str, Any], step: dict[str, float], overhead_second
     return seconds + overhead_seconds
 
 
+OVERALL = "overall"
+
+
+def measured_factors(finished: Iterable[tuple[RunSpec, Mapping[str, Any]]], step_times: dict[str, dict[str, float]],
+                     min_runs: int = 3) -> dict[str, float]:
+    """How many times its estimate a finished run took: the median per kind of run, and overall.
+
+    Args:
+        finished: Finished runs with their ``results.jsonl`` rows. Rows without a measured
+            ``wall_seconds`` (imported, or found finished in their folder) and kinds without
+            calibrated step times are skipped. A resumed run measured only its last part; the
+            median keeps such runs from pulling the factor down.
+        step_times: Calibrated step times (:func:`calibrate`).
+        min_runs: Finished runs a kind needs for a factor of its own; the others use ``"overall"``.
+
+    Returns:
+        ``{kind: factor}`` for kinds with ``min_runs`` runs, and ``"overall"`` (the median over
+        every run) when any run counts; empty when none does.
+    """
+    ratios: dict[str, list[float]] = {}
+    for run, row in finished:
+        wall, key = row.get("wall_seconds"), _run_key(run)
+        if not isinstance(wall, (int, float)) or not math.isfinite(wall) or wall <= 0 or key not in step_times:
+            continue
+        ratios.setdefault(key, []).append(wall / run_seconds(run.options, step_times[key]))
+    factors = {key: statistics.median(values) for key, values in ratios.items() if len(values) >= min_runs}
+    every = [ratio for values in ratios.values() for ratio in values]
+    if every:
+        factors[OVERALL] = statistics.median(every)
+    return factors
+
+
+def describe_factors(factors: Mapping[str, float]) -> str:
+    """One log line: the overall factor and those of the kinds that have their own."""
+    kinds = ", ".join(f"{key} x{factor:.2f}" for key, factor in sorted(factors.items()) if key != OVERALL)
+    return (f"estimates scaled by what this study's finished runs took (median of measured / estimated): "
+            f"x{factors[OVERALL]:.2f} overall" + (f"; {kinds}" if kinds else ""))
+
+
 def estimate_seconds(pretrainings: Iterable[PretrainSpec], runs: Iterable[RunSpec],
-                     step_times: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Estimated seconds per pretraining (``pretrain/<id>``) and per run id."""
+                     step_times: dict[str, dict[str, float]],
+                     factors: Optional[Mapping[str, float]] = None) -> dict[str, float]:
+    """Estimated seconds per pretraining (``pretrain/<id>``) and per run id.
+
+    Args:
+        pretrainings: Pretrainings to estimate.
+        runs: Fine-tuning runs to estimate.
+        step_times: Calibrated step times (:func:`calibrate`).
+        factors: :func:`measured_factors`: a run's estimate is multiplied by its kind's factor,
+            or the overall one (pretrainings always take the overall one); None or empty leaves
+            the calibration's estimate.
+    """
+    factors = factors or {}
+    overall = factors.get(OVERALL, 1.0)
     out: dict[str, float] = {}
     for spec in pretrainings:
         key = _key("pretrain", spec.options["modality"], spec.options["preset"], False)
-        out[f"pretrain/{spec.run_id}"] = run_seconds(spec.options, step_times[key])
+        out[f"pretrain/{spec.run_id}"] = run_seconds(spec.options, step_times[key]) * overall
     for run in runs:
-        key = _key("finetune", run.modality, run.preset, run.arm.aux is not None, bool(run.options.get("linear_probe")))
-        out[run.run_id] = run_seconds(run.options, step_times[key])
+        key = _run_key(run)
+        out[run.run_id] = run_seconds(run.options, step_times[key]) * factors.get(key, overall)
     return out
 
 

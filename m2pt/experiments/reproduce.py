@@ -11,7 +11,8 @@ from typing import Any, Callable, Optional, Sequence
 from .aggregate import summarize, write_tables
 from .budgets import Profile, get_profile
 from .convergence import record_pretrain_curves, study_sections
-from .estimate import CALIBRATION_FILE, calibrate, estimate_seconds, format_duration
+from .estimate import (CALIBRATION_FILE, OVERALL, calibrate, describe_factors, estimate_seconds, format_duration,
+                       measured_factors)
 from .figures import write_figures
 from .lr_budget import describe_sums
 from .merge import import_results
@@ -82,6 +83,14 @@ def describe_plan(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: 
     if estimates:
         lines.append(f"  estimated time: {format_duration(sum(estimates.values()))}")
     return "\n".join(lines)
+
+
+def finish_time(seconds: float, now: Optional[float] = None) -> str:
+    """Local clock time ``seconds`` from ``now``: ``HH:MM`` today, ``Mon 05 Dec HH:MM`` on a later day."""
+    now = time.time() if now is None else now
+    end = time.localtime(now + seconds)
+    same_day = time.strftime("%Y%m%d", end) == time.strftime("%Y%m%d", time.localtime(now))
+    return time.strftime("%H:%M" if same_day else "%a %d %b %H:%M", end)
 
 
 def tier_milestones(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec],
@@ -204,7 +213,12 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         log(f"calibrating step times ({threads} thread(s)); built-in data is generated on first use ...")
         cache = output / CALIBRATION_FILE.replace(".json", f"-{threads}thread.json")
         step_times = calibrate(pretrainings, pending, cache=cache, log=log)
-        estimates = estimate_seconds(pretrainings, pending, step_times)
+        waiting = {run.run_id for run in pending}
+        factors = measured_factors([(run, finished[run.run_id]) for run in runs if run.run_id not in waiting],
+                                   step_times)
+        if OVERALL in factors:
+            log(describe_factors(factors))
+        estimates = estimate_seconds(pretrainings, pending, step_times, factors)
         for spec in pretrainings:
             if runner.encoder_path(spec.source).is_file():
                 estimates.pop(f"pretrain/{spec.run_id}", None)
@@ -212,7 +226,7 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         log(describe_plan(profile, pretrainings, runs, estimates).splitlines()[0])
         log(f"{len(runs) - len(pending)} run(s) already finished; estimated time for the rest with {workers} "
             f"worker(s) of {threads} thread(s): {format_duration(seconds)} (finishing around "
-            f"{time.strftime('%H:%M', time.localtime(time.time() + seconds))})")
+            f"{finish_time(seconds)})")
         if profile.order == "informative":
             for line in tier_milestones(profile, pretrainings, pending, estimates, workers):
                 log(line)
