@@ -171,6 +171,10 @@ def fit(
         else:
             seed_everything(config.seed + info.rank + 1000 * step)
         logger.info(f"resumed from {checkpoint_path} at epoch {start_epoch}, batch {skip_batches}, step {step}")
+        magnitudes = [abs(scale) for scale in pathway_scales(model).values()]
+        if magnitudes:
+            logger.info(f"|λ| at resume: mean {sum(magnitudes) / len(magnitudes):.3g}, min {min(magnitudes):.3g}, "
+                        f"max {max(magnitudes):.3g}")
         _record_changed_options(state.get("extra", {}).get("config", {}), config, folder, logger)
     metrics = MetricsWriter(folder, resume_step=step if resume else None) if writes else None
 

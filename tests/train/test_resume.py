@@ -42,6 +42,10 @@ def test_resume_mid_epoch_equals_uninterrupted_run_with_pathways(tmp_path, aux_f
     assert resumed["top1"] == straight["top1"]
     steps = [r["step"] for r in map(__import__("json").loads, (tmp_path / "cut" / "metrics.jsonl").read_text().split("\n")[:-1])]
     assert steps == sorted(steps), "metrics.jsonl must not repeat steps after resume"
+    log = (tmp_path / "cut" / "train.log").read_text()
+    at_resume = log[log.index("resumed from"):].split("\n")[1]  # the λ the checkpoint holds, not the init's 0
+    assert at_resume.startswith(tuple("0123456789")) and "|λ| at resume: mean " in at_resume
+    assert "|λ| at resume: mean 0," not in at_resume
 
 
 def test_mae_resume_at_epoch_boundary_equals_uninterrupted_run(tmp_path):
