@@ -12,6 +12,7 @@ EPILOG = """examples:
   m2pt reproduce --profile converged --estimate-only --output results/converged
   nohup nice m2pt reproduce --profile converged --output results/converged &   resumable
   m2pt reproduce --profile converged --output DIR --import-results results/converged   go on from the committed runs
+  m2pt reproduce --profile converged --output DIR --status   where a running or stopped study stands
   scripts/gpu_reproduce.sh --list          the GPU profile (scripts/gpu_reproduce.sh runs it unattended)
   m2pt reproduce --output /data/m2pt-full  the full set; rerun the same command to resume
   m2pt reproduce --only image --only 'aux-point*' --seeds 5
@@ -100,6 +101,10 @@ def add_reproduce_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep model files and checkpoints of finished runs (default: deleted)")
     parser.add_argument("--aggregate-only", action="store_true", help="only rewrite tables and figures")
+    parser.add_argument("--status", action="store_true",
+                        help="print where the study in --output stands (finished runs per tier, runs in progress "
+                             "with their epoch and accuracy, failures, time left) and exit; reads files only, safe "
+                             "beside the running study")
     parser.add_argument("--import-results", action="append", default=[], metavar="FOLDER",
                         help="first bring in the finished runs of another copy of the study (a folder with "
                              "results.jsonl, e.g. the committed results/converged on a new machine, or a part "
@@ -120,6 +125,12 @@ def run_reproduce_command(args: argparse.Namespace) -> int:
         profile = profile_name(args)
         if args.estimate_only and not args.estimate:
             raise ValueError("--estimate-only and --no-estimate contradict each other; drop one")
+        if args.status:
+            other = [flag for flag, given in (("--list", args.list_only), ("--estimate-only", args.estimate_only),
+                                              ("--aggregate-only", args.aggregate_only),
+                                              ("--import-results", bool(args.import_results))) if given]
+            if other:
+                raise ValueError(f"--status only reads the study; it does not go with {', '.join(other)}")
     except ValueError as exc:
         print(f"m2pt reproduce: {exc}", file=sys.stderr)
         return 2
@@ -129,7 +140,7 @@ def run_reproduce_command(args: argparse.Namespace) -> int:
                   estimate=args.estimate, threads=args.threads, workers=args.workers,
                   keep_heavy_files=args.keep_checkpoints,
                   aggregate_only=args.aggregate_only, estimate_only=args.estimate_only,
-                  import_from=args.import_results)
+                  import_from=args.import_results, status_only=args.status)
     except MissingResults as exc:
         print(f"m2pt reproduce: {exc}", file=sys.stderr)
         return 2

@@ -145,7 +145,7 @@ def _extra_seeds_rule(profile: Profile) -> str:
 def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce", seeds: Optional[Sequence[int]] = None,
               only: Sequence[str] = (), list_only: bool = False, estimate: bool = True, threads: int = 0,
               workers: int = 0, keep_heavy_files: bool = False, aggregate_only: bool = False, progress: bool = True,
-              estimate_only: bool = False, import_from: Sequence[str | Path] = (),
+              estimate_only: bool = False, import_from: Sequence[str | Path] = (), status_only: bool = False,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or list) the reproduction; see ``m2pt reproduce --help``.
 
@@ -155,6 +155,8 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     picks 1 or 2 torch threads by timing a step with each.
 
     With ``estimate_only`` the step times are calibrated and the estimate printed, nothing runs.
+    With ``status_only`` the study's folder is read and where it stands is printed
+    (:func:`~m2pt.experiments.status.study_status`): nothing is written, safe beside a running study.
     ``import_from`` names other copies of the study (folders with a ``results.jsonl``) whose
     finished runs are brought in first (:func:`~m2pt.experiments.merge.import_results`).
     A profile with ``extra_seeds`` adds the extra seeds of every comparison whose gain is too
@@ -164,7 +166,7 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
 
     Returns:
         ``{"runs": n, "pretrainings": n, "counts": {...}, "written": [...], "seconds": s}``
-        (``counts`` absent with ``list_only`` / ``aggregate_only`` / ``estimate_only``;
+        (``counts`` absent with ``list_only`` / ``aggregate_only`` / ``estimate_only`` / ``status_only``;
         ``extra_runs`` present when extra seeds ran).
     """
     import torch
@@ -175,6 +177,13 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     result: dict[str, Any] = {"runs": len(runs), "pretrainings": len(pretrainings)}
     if list_only:
         log(describe_plan(profile, pretrainings, runs))
+        return result
+    if status_only:
+        from .status import study_status
+
+        rows = list(latest_rows(read_rows(output / RESULTS_FILE)).values())
+        extra = extra_seed_runs(profile, runs, rows) if not seeds else []
+        log("\n".join(study_status(profile, pretrainings, in_profile_order(profile, [*runs, *extra]), output)))
         return result
     for source in import_from:
         report = import_results(Path(source), output)

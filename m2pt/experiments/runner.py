@@ -35,6 +35,7 @@ from .random_aux import CONTROL_KINDS, write_control_auxiliary
 from .records import RESULTS_FILE, append_row, latest_rows, make_row, read_rows
 
 FINGERPRINT_FILE = "m2pt_fingerprint.txt"
+FAILURES_FILE = "failures.jsonl"
 HEAVY_FILES = ("checkpoint.pt", "model.safetensors", "pathways.safetensors")
 
 #: The pool already gives every core a run; the built-in data loads in microseconds per item,
@@ -256,7 +257,7 @@ class Runner:
 
     def record_failure(self, run_id: str, error: str, trace: str) -> None:
         """Append a failed run to ``failures.jsonl`` and log it."""
-        append_row(self.output / "failures.jsonl", {
+        append_row(self.output / FAILURES_FILE, {
             "run_id": run_id, "error": error, "traceback": trace, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
         self.options.log(f"{run_id} failed: {error}")
 

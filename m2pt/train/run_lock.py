@@ -102,6 +102,27 @@ class RunFolderLock:
         self.release()
 
 
+def folder_in_use(folder: Union[str, os.PathLike]) -> bool:
+    """Whether a process holds ``folder``'s lock now (read-only; a folder without a lock file is free).
+
+    It takes a shared lock for an instant and releases it, so a run starting in that same
+    instant would be refused as if the folder were in use.
+    """
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def lock_run_folder(path: Union[str, os.PathLike], enabled: bool = True) -> Iterator[Optional[RunFolderLock]]:
     """Hold the run folder's lock for the block (``enabled=False``: on ranks that write nothing)."""
