@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from m2pt.train.run_dir import CHECKPOINT
 from m2pt.train.run_lock import folder_in_use
 
 from .budgets import Profile
@@ -38,6 +39,8 @@ class RunProgress:
     """When ``metrics.jsonl`` was last written (seconds since the epoch)."""
     running: bool
     """Whether a process holds the run folder's lock now."""
+    resumable: bool
+    """Whether it has a checkpoint to resume from (else it starts again)."""
 
     @property
     def fraction_done(self) -> float:
@@ -69,7 +72,8 @@ def run_progress(run: RunSpec, folder: Path) -> Optional[RunProgress]:
     return RunProgress(run.run_id, epochs_done=int(records[-1]["epoch"]) if records else 0,
                        epochs=int(run.options.get("epochs", 0)), metric=metric,
                        last_value=float(evaluated[-1][metric]) if metric else None,
-                       updated=metrics.stat().st_mtime, running=folder_in_use(folder))
+                       updated=metrics.stat().st_mtime, running=folder_in_use(folder),
+                       resumable=(folder / CHECKPOINT).is_file())
 
 
 def _ago(seconds: float) -> str:
@@ -124,8 +128,10 @@ def study_status(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: S
     lines = [f"{output}: {len(finished)} of {len(runs)} runs finished, {len(progress)} started and unfinished "
              f"({running} running now), {failed_before_start} failed before their first epoch, "
              f"{len(pending) - len(progress) - failed_before_start} not started"]
-    plan_file = output / "plan.json"
-    plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
+    try:
+        plan = json.loads((output / "plan.json").read_text())
+    except (OSError, ValueError):  # not started yet, or being written
+        plan = {}
     if plan:
         only = " ".join(f"--only {pattern}" for pattern in plan.get("only", []))
         lines.append(f"last started with {plan.get('workers')} worker(s) of {plan.get('threads')} thread(s)"
@@ -146,7 +152,8 @@ def study_status(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: S
         width = max(len(run_id) for run_id in progress)
         for p in progress.values():
             value = f"{p.metric} {p.last_value:.2f}" if p.metric else "not evaluated yet"
-            state = "running" if p.running else "stopped, resumes from its checkpoint"
+            state = ("running" if p.running else
+                     "stopped, resumes from its checkpoint" if p.resumable else "stopped, starts again")
             lines.append(f"  {p.run_id:<{width}}  epoch {p.epochs_done}/{p.epochs}, {value}; {state}; "
                          f"last written {_ago(now - p.updated)}")
     if failures:

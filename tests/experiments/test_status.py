@@ -46,7 +46,9 @@ def test_status_counts_finished_runs_and_shows_running_and_stopped_ones(study):
     profile, pretrainings, runs, output = study
     now = 1_800_000_000.0
     running_folder = _started(output, runs[2], epochs_done=1, top1=40.0)
-    _started(output, runs[3], epochs_done=2, top1=55.5, mtime=now - 2 * 3600)
+    stopped_folder = _started(output, runs[3], epochs_done=2, top1=55.5, mtime=now - 2 * 3600)
+    (stopped_folder / "checkpoint.pt").write_bytes(b"")
+    _started(output, runs[6], epochs_done=0, top1=0.0, mtime=now - 120)  # killed before its first checkpoint
     stale = output / "runs" / runs[5].run_id  # started with other options: not counted as started
     stale.mkdir(parents=True)
     (stale / FINGERPRINT_FILE).write_text("000000000000")
@@ -55,12 +57,14 @@ def test_status_counts_finished_runs_and_shows_running_and_stopped_ones(study):
     with RunFolderLock(running_folder):
         lines = study_status(profile, pretrainings, runs, output, now=now)
     text = "\n".join(lines)
-    assert lines[0] == (f"{output}: 2 of {len(runs)} runs finished, 2 started and unfinished (1 running now), "
-                        f"1 failed before their first epoch, {len(runs) - 5} not started")
+    assert lines[0] == (f"{output}: 2 of {len(runs)} runs finished, 3 started and unfinished (1 running now), "
+                        f"1 failed before their first epoch, {len(runs) - 6} not started")
     assert "last started with 2 worker(s) of 1 thread(s), --only image" in text
     assert f"  {runs[2].run_id}" in text and "epoch 1/" in text and "top1 40.00; running" in text
     assert "epoch 2/" in text
     assert "top1 55.50; stopped, resumes from its checkpoint; last written 2 h 00 min ago" in text
+    assert f"  {runs[6].run_id}" in text and "epoch 0/" in text
+    assert "not evaluated yet; stopped, starts again; last written 2 min 00 s ago" in text
     assert runs[5].run_id not in text
     assert f"  {runs[4].run_id}: ValueError: bad" in text
     assert "pretrainings: " + ", ".join(f"{p.source} not done" for p in pretrainings) in text
