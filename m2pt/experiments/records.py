@@ -65,7 +65,8 @@ def make_row(run: RunSpec, run_folder: Path, final: dict[str, Any], wall_seconds
         run: The run.
         run_folder: Its folder (``metrics.jsonl``, ``pathways.safetensors``).
         final: Its final metrics.
-        wall_seconds: How long it took.
+        wall_seconds: How long it took (a resumed run: its last part plus the epochs before it;
+            NaN when it was found finished).
         aux_path: The auxiliary file it used, if any.
         pretrained_path: The pretrained file that auxiliary comes from (for a control, the
             encoder it was drawn from; for a pretrained auxiliary, ``aux_path``).

@@ -83,6 +83,20 @@ def _same_fingerprint(folder: Path, fingerprint: str) -> bool:
     return path.is_file() and path.read_text().strip() == fingerprint
 
 
+def _epoch_seconds(folder: Path) -> float:
+    """Seconds the finished epochs in ``folder/metrics.jsonl`` took (a resumed run's earlier parts)."""
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return 0.0
+    total = 0.0
+    for line in path.read_text().splitlines():
+        try:
+            total += float(json.loads(line).get("epoch_seconds", 0.0))
+        except (ValueError, AttributeError, TypeError):
+            continue  # a line cut short when the run was killed
+    return total
+
+
 def _uses_source(row: dict[str, Any], source: str) -> bool:
     """Whether a results row's run used the encoder of ``source`` (directly or through a control)."""
     aux = row.get("aux") or ""
@@ -242,12 +256,13 @@ class Runner:
             wall = float("nan")
         else:
             resume = same and (folder / CHECKPOINT).is_file()
+            earlier = _epoch_seconds(folder) if resume else 0.0
             _write_fingerprint(folder, fingerprint)
             final = finetune(config, resume=resume, overwrite=not resume, quiet=self.options.quiet,
                              handle_signals=True)
             if not final.get("finished", False):
                 raise RunInterrupted(f"run {run.run_id} stopped ({final.get('stop_reason')})")
-            wall = time.perf_counter() - started
+            wall = time.perf_counter() - started + earlier
         pretrained = self.pretrained_file(run.arm.aux, run.seed) if run.arm.aux else None
         row = make_row(run, folder, final, wall, aux_path, pretrained)
         if not self.options.keep_heavy_files:

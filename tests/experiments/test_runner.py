@@ -102,16 +102,22 @@ def test_lambda_history_of_a_long_run_is_thinned_to_a_fixed_size_and_ends_at_the
     assert run_history(tmp_path / "missing") == {}
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(runner):
-    run = _runs(interrupt_at_step=3)[0]
+def test_interrupted_run_resumes_from_its_checkpoint_and_counts_its_earlier_epochs_in_its_time(runner):
+    run = _runs(interrupt_at_step=9)[0]  # 6 steps per epoch: stopped in epoch 2
     with pytest.raises(RunInterrupted):
         execute(runner, [], [run], progress=False)
     folder = runner.run_folder(run)
     assert (folder / "checkpoint.pt").is_file() and not read_rows(runner.results_path)
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    epoch_one = next(r for r in records if "epoch_seconds" in r)
+    epoch_one["epoch_seconds"] = 1000.0  # as if the first part had run for 1000 s
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"step": 9, "lo')
     plain = dataclasses.replace(run, options={k: v for k, v in run.options.items() if k != "interrupt_at_step"})
     assert execute(runner, [], [plain], progress=False)["done"] == 1
     assert "resumed from" in (folder / "train.log").read_text()
-    assert read_rows(runner.results_path)[0]["metrics"]["step"] == 12
+    row = read_rows(runner.results_path)[0]
+    assert row["metrics"]["step"] == 12
+    assert 1000.0 < row["wall_seconds"] < 1000.0 + 600  # the first part's epoch and this part
 
 
 def test_failure_is_recorded_and_the_next_run_goes_on(runner):
