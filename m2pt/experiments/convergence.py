@@ -237,15 +237,16 @@ def budget_markdown(points: Sequence[BudgetPoint]) -> str:
 def study_sections(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any]],
                    output: Optional[Path] = None) -> str:
     """The pretrained auxiliaries against their controls, plateau checks, pretraining losses, gain versus
-    budget and the λ study as Markdown."""
+    budget and the λ study (signs, and where λ engages) as Markdown."""
     from .aux_plateau import aux_plateau_checks, aux_plateau_markdown
     from .controls import control_comparisons, controls_markdown
     from .lambda_analysis import lambda_markdown, lambda_summaries
+    from .lambda_profile import lambda_profile_markdown, lambda_profiles
     from .provenance import provenance_markdown
 
     curves = pretrain_loss_curves(output) if output is not None else {}
     parts = [controls_markdown(control_comparisons(summaries, rows)), plateau_markdown(plateau_checks(summaries)),
              aux_plateau_markdown(aux_plateau_checks(summaries, rows, curves)), pretrain_markdown(curves),
              budget_markdown(budget_points(summaries)), lambda_markdown(lambda_summaries(rows)),
-             provenance_markdown(rows)]
+             lambda_profile_markdown(lambda_profiles(rows)), provenance_markdown(rows)]
     return "\n".join(p for p in parts if p)

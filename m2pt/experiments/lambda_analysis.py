@@ -44,7 +44,7 @@ def _sign(value: float) -> int:
 
 def sign_agreement_across_seeds(by_seed: dict[int, dict[str, float]]) -> dict[str, float]:
     """Per layer, the fraction of seed pairs whose final λ have the same sign (``nan`` below 2 seeds)."""
-    layers = sorted({layer for lambdas in by_seed.values() for layer in lambdas}, key=_layer_order)
+    layers = sorted({layer for lambdas in by_seed.values() for layer in lambdas}, key=layer_order)
     out = {}
     for layer in layers:
         signs = [_sign(lambdas[layer]) for lambdas in by_seed.values() if layer in lambdas]
@@ -57,7 +57,7 @@ def sign_agreement_between(a: dict[int, dict[str, float]], b: dict[int, dict[str
     """Per layer, the fraction of shared seeds at which two arms' final λ have the same sign."""
     seeds = sorted(set(a) & set(b))
     layers = sorted({layer for s in seeds for layer in a[s]} & {layer for s in seeds for layer in b[s]},
-                    key=_layer_order)
+                    key=layer_order)
     out = {}
     for layer in layers:
         pairs = [(a[s][layer], b[s][layer]) for s in seeds if layer in a[s] and layer in b[s]]
@@ -65,7 +65,8 @@ def sign_agreement_between(a: dict[int, dict[str, float]], b: dict[int, dict[str
     return out
 
 
-def _layer_order(name: str) -> tuple:
+def layer_order(name: str) -> tuple:
+    """Sort key of layer names in block order (``blocks.2`` before ``blocks.10``)."""
     parts = name.split(".")
     return tuple(int(p) if p.isdigit() else 0 for p in parts), name
 
@@ -131,7 +132,7 @@ def lambda_summaries(rows: Sequence[dict[str, Any]]) -> list[LambdaSummary]:
     for (setting, modality, arm), members in cells.items():
         lambdas = by_seed[(setting, modality, arm)]
         deltas = [relative_deltas(r) for r in members]
-        layers = sorted({layer for d in deltas for layer in d}, key=_layer_order)
+        layers = sorted({layer for d in deltas for layer in d}, key=layer_order)
         summary = LambdaSummary(
             setting, modality, arm, members[0].get("group", "main"), sorted(lambdas),
             sign_agreement_across_seeds(lambdas),
