@@ -236,6 +236,49 @@ def plot_lambda_agreement(rows: Sequence[dict[str, Any]], path: Path, setting: s
     return _save(fig, path)
 
 
+def plot_top_layer_lambda(rows: Sequence[dict[str, Any]], path: Path, setting: str = "scratch") -> Path | None:
+    """λ over training in the layer where each target's pathway engages most, every main-grid arm and seed.
+
+    One panel per target; the layer is the pathway arm's :attr:`LambdaProfile.top_layer`. Colours are
+    arms (pretrained and its controls), line styles seeds: curves that coincide across arms at equal
+    seeds show that what W′ holds does not steer λ there.
+    """
+    from .lambda_analysis import control_of
+    from .lambda_profile import lambda_profiles
+
+    profiles = [p for p in lambda_profiles(rows) if p.setting == setting and p.group == "main"
+                and control_of(p.arm) is None and p.vs_controls]
+    panels = []
+    for profile in sorted(profiles, key=lambda p: (MODALITY_ORDER.index(p.modality)
+                                                   if p.modality in MODALITY_ORDER else 9, p.arm)):
+        arms = [profile.arm, *sorted(profile.vs_controls)]
+        curves = [(r["arm"], r["seed"], lambda_history(r)) for r in rows
+                  if r["setting"] == setting and r["modality"] == profile.modality and r["arm"] in arms]
+        curves = [(arm, seed, h) for arm, seed, h in curves if h and profile.top_layer in h[-1][1]]
+        if curves:
+            panels.append((profile, arms, curves))
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(6.0, 4.2 * len(panels)), 3.2), squeeze=False)
+    styles = ["-", "--", ":", "-.", (0, (1, 3))]
+    for ax, (profile, arms, curves) in zip(axes.flat, panels):
+        colours = {arm: f"C{i}" for i, arm in enumerate(arms)}
+        seeds = sorted({seed for _, seed, _ in curves})
+        for arm, seed, history in sorted(curves, key=lambda c: (arms.index(c[0]), c[1])):
+            ax.plot([step for step, _ in history], [scales[profile.top_layer] for _, scales in history],
+                    color=colours[arm], linestyle=styles[seeds.index(seed) % len(styles)], linewidth=1,
+                    label=f"{arm}, seed {seed}")
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.set_title(f"{profile.modality} target: λ of {profile.top_layer}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("λ", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=5)
+    fig.suptitle(f"λ where the pathway engages most ({setting}); colour: arm, line style: seed", fontsize=9)
+    return _save(fig, path)
+
+
 def plot_pretrain_losses(curves: dict[str, list[tuple[float, float]]], path: Path) -> Path | None:
     """Reconstruction loss per epoch of every MAE pretraining (normalised to the first epoch).
 
@@ -275,4 +318,5 @@ def write_figures(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any]
             written.append(plot_lambda_magnitude(rows, setting, "lambda", folder / f"lambda_study_{setting}.png"))
         written.append(plot_lambda_magnitude(rows, setting, "main", folder / f"lambda_main_image_{setting}.png"))
         written.append(plot_lambda_agreement(rows, folder / f"lambda_agreement_{setting}.png", setting))
+        written.append(plot_top_layer_lambda(rows, folder / f"lambda_top_layer_{setting}.png", setting))
     return [p for p in written if p is not None]

@@ -63,3 +63,17 @@ def test_no_profile_without_per_layer_values():
     assert lambda_profile_markdown([]) == ""
     single = lambda_profiles([_row("aux-point", 0, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])])[0]
     assert math.isnan(single.across_seeds) and single.top_layer == "blocks.1.mlp.fc1"
+
+
+def test_top_layer_figure_draws_the_pathway_and_its_controls_from_row_histories(tmp_path):
+    from m2pt.experiments.figures import plot_top_layer_lambda
+
+    profile = [0.30, 0.01, 0.02, 0.03, 0.004, 0.005]
+    rows = [_row("baseline", 0, None), _row("aux-point", 0, profile), _row("permuted-point", 0, profile)]
+    assert plot_top_layer_lambda(rows, tmp_path / "none.png") is None  # no row keeps a λ history
+    assert not (tmp_path / "none.png").exists()
+    for row in rows[1:]:
+        row["history"] = {"lambda": {"steps": [0, 10, 20],
+                                     "layers": {name: [0.0, -d / 2, -d] for name, d in zip(LAYERS, profile)}}}
+    path = plot_top_layer_lambda(rows, tmp_path / "top.png")
+    assert path == tmp_path / "top.png" and path.stat().st_size > 1000
