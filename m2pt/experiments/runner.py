@@ -368,7 +368,8 @@ def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence
                 record_pretrain_curves(runner.output)
         remaining -= estimates.get(outcome.job.key, 0.0) / max(1, workers)
         bar.set_description(outcome.job.name)
-        bar.set_postfix_str(f"est. left {max(0.0, remaining) / 60:.0f} min", refresh=False)
+        if estimates:  # without a calibration (--no-estimate) there is nothing to count down
+            bar.set_postfix_str(f"est. left {max(0.0, remaining) / 60:.0f} min", refresh=False)
         bar.update(1)
 
     try:

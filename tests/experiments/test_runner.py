@@ -171,3 +171,13 @@ def test_a_pretraining_no_run_used_yet_is_redone_and_its_controls_follow(runner)
     after = load_file(runner.resolve("random:mae:image", 0))
     assert any(not torch.equal(before[key], after[key]) for key in before)  # drawn from the new encoder's stds
     assert load_file(runner.resolve("random:mae:image", 0)).keys() == after.keys()
+
+
+def test_progress_bar_counts_down_only_with_an_estimate(runner, capsys):
+    baseline = _runs()[0]
+    execute(runner, [], [baseline], progress=True)
+    printed = capsys.readouterr().err
+    assert "1/1" in printed and "est. left" not in printed
+    again = dataclasses.replace(baseline, seed=1)
+    execute(runner, [], [again], estimates={again.run_id: 90.0}, progress=True)
+    assert "est. left 0 min" in capsys.readouterr().err
