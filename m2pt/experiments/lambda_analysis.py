@@ -71,7 +71,8 @@ def layer_order(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else 0 for p in parts), name
 
 
-def _mean(values: Iterable[float]) -> float:
+def mean_of_numbers(values: Iterable[float]) -> float:
+    """Mean of the values that are not ``nan`` (``nan`` when none is)."""
     kept = [v for v in values if not math.isnan(v)]
     return sum(kept) / len(kept) if kept else math.nan
 
@@ -100,14 +101,14 @@ class LambdaSummary:
 
     @property
     def across_seeds_mean(self) -> float:
-        return _mean(self.across_seeds.values())
+        return mean_of_numbers(self.across_seeds.values())
 
     def vs_control_mean(self, control: str) -> float:
-        return _mean(self.vs_controls.get(control, {}).values())
+        return mean_of_numbers(self.vs_controls.get(control, {}).values())
 
     @property
     def rel_delta_mean(self) -> float:
-        return _mean(self.rel_delta.values())
+        return mean_of_numbers(self.rel_delta.values())
 
 
 def control_of(arm: str) -> Optional[tuple[str, str]]:
@@ -136,8 +137,8 @@ def lambda_summaries(rows: Sequence[dict[str, Any]]) -> list[LambdaSummary]:
         summary = LambdaSummary(
             setting, modality, arm, members[0].get("group", "main"), sorted(lambdas),
             sign_agreement_across_seeds(lambdas),
-            rel_delta={layer: _mean(d[layer] for d in deltas if layer in d) for layer in layers},
-            abs_lambda={layer: _mean(abs(v[layer]) for v in lambdas.values() if layer in v) for layer in layers})
+            rel_delta={layer: mean_of_numbers(d[layer] for d in deltas if layer in d) for layer in layers},
+            abs_lambda={layer: mean_of_numbers(abs(v[layer]) for v in lambdas.values() if layer in v) for layer in layers})
         for (c_setting, c_modality, c_arm), c_lambdas in by_seed.items():
             control = control_of(c_arm)
             if (c_setting, c_modality) == (setting, modality) and control and control[1] == arm:
@@ -162,6 +163,6 @@ def lambda_markdown(summaries: Sequence[LambdaSummary]) -> str:
         deltas = list(s.rel_delta.values())
         delta = f"{s.rel_delta_mean:.2g}; {max(deltas):.2g}" if deltas else "–"
         lines.append(f"| {s.setting} | {s.modality} | {s.arm} | {len(s.seeds)} | {spread} | {controls} | {delta} | "
-                     f"{_mean(s.abs_lambda.values()):.2g} |")
+                     f"{mean_of_numbers(s.abs_lambda.values()):.2g} |")
     lines.append("")
     return "\n".join(lines)

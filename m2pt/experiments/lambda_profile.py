@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Sequence
 
-from .lambda_analysis import layer_order, control_of, relative_deltas
+from .lambda_analysis import control_of, layer_order, mean_of_numbers, relative_deltas
 
 #: Fewer layers than this give no correlation (two points always lie on a line).
 MIN_LAYERS = 3
@@ -64,20 +64,15 @@ def profile_correlation(a: dict[str, float], b: dict[str, float]) -> float:
     return rank_correlation([a[k] for k in layers], [b[k] for k in layers])
 
 
-def _mean(values: Sequence[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else math.nan
-
-
 def correlation_across_seeds(by_seed: dict[int, dict[str, float]]) -> float:
     """Mean profile correlation over the seed pairs of one arm (``nan`` below 2 seeds)."""
-    return _mean([profile_correlation(by_seed[i], by_seed[j]) for i, j in combinations(sorted(by_seed), 2)])
+    return mean_of_numbers([profile_correlation(by_seed[i], by_seed[j]) for i, j in combinations(sorted(by_seed), 2)])
 
 
 def correlation_between(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> tuple[float, int]:
     """Mean profile correlation of two arms over their shared seeds, and how many seeds that is."""
     seeds = sorted(set(a) & set(b))
-    return _mean([profile_correlation(a[s], b[s]) for s in seeds]), len(seeds)
+    return mean_of_numbers([profile_correlation(a[s], b[s]) for s in seeds]), len(seeds)
 
 
 @dataclass
@@ -109,7 +104,7 @@ class LambdaProfile:
 
 def _profile(setting: str, modality: str, arm: str, group: str, by_seed: dict[int, dict[str, float]]) -> LambdaProfile:
     layers = sorted({k for deltas in by_seed.values() for k in deltas}, key=layer_order)
-    means = {k: _mean([d[k] for d in by_seed.values() if k in d]) for k in layers}
+    means = {k: mean_of_numbers([d[k] for d in by_seed.values() if k in d]) for k in layers}
     tops = Counter(max(deltas, key=deltas.__getitem__) for deltas in by_seed.values() if deltas)
     top_layer = max(tops, key=lambda k: (tops[k], means[k]))
     ordered = sorted(means.values())
@@ -152,8 +147,8 @@ def lambda_profile_markdown(profiles: Sequence[LambdaProfile]) -> str:
              "Rank correlation of the per-layer profiles (1: same layers in the same order). A pathway whose "
              "profile matches its control's as closely as its own on another seed gets it from the target's "
              "training, not from what W′ holds.", "",
-             "| setting | target | arm | seeds | largest layer (seeds where largest) | its ‖λW′‖/‖W‖ | median layer's | "
-             "correlation across seeds | correlation with controls, same seed (seeds) |",
+             "| setting | target | arm | seeds | largest layer (seeds where largest) | its ‖λW′‖/‖W‖ | "
+             "median layer's | correlation across seeds | correlation with controls, same seed (seeds) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for p in profiles:
         controls = ", ".join(f"{arm}: {_correlation(value)} ({n})" for arm, (value, n) in sorted(p.vs_controls.items()))
