@@ -18,6 +18,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import combinations
+from statistics import median
 from typing import Any, Sequence
 
 from .lambda_analysis import control_of, layer_order, mean_of_numbers, relative_deltas
@@ -107,11 +108,8 @@ def _profile(setting: str, modality: str, arm: str, group: str, by_seed: dict[in
     means = {k: mean_of_numbers([d[k] for d in by_seed.values() if k in d]) for k in layers}
     tops = Counter(max(deltas, key=deltas.__getitem__) for deltas in by_seed.values() if deltas)
     top_layer = max(tops, key=lambda k: (tops[k], means[k]))
-    ordered = sorted(means.values())
-    middle = len(ordered) // 2
-    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
     return LambdaProfile(setting, modality, arm, group, sorted(by_seed), top_layer, tops[top_layer],
-                         means[top_layer], median, correlation_across_seeds(by_seed))
+                         means[top_layer], median(means.values()), correlation_across_seeds(by_seed))
 
 
 def lambda_profiles(rows: Sequence[dict[str, Any]]) -> list[LambdaProfile]:
