@@ -112,13 +112,16 @@ class LambdaSummary:
 
 
 def control_of(arm: str) -> Optional[tuple[str, str]]:
-    """``("random", "aux-point")`` for ``"random-point"``: a control arm's kind and pathway arm."""
+    """``("random", "aux-point")`` for ``"random-point"``: a control arm's kind and pathway arm.
+
+    A control is named as its pathway arm with ``aux-`` replaced by its kind, after any group
+    prefix: ``small-permuted-minilm`` controls ``small-aux-minilm``, ``fixacc-random-point``
+    controls ``fixacc-aux-point`` (as :func:`m2pt.experiments.controls.control_comparisons` pairs them).
+    """
     for prefix in CONTROL_PREFIXES:
-        if arm.startswith(prefix) and not arm.startswith("small-"):
-            return prefix[:-1], "aux-" + arm.removeprefix(prefix)
-    if arm.startswith("small-random-") or arm.startswith("small-permuted-"):
-        kind, _, rest = arm.removeprefix("small-").partition("-")
-        return kind, f"small-aux-{rest}"
+        head, found, rest = arm.partition(prefix)
+        if found and (not head or head.endswith("-")) and "aux-" not in head:
+            return prefix[:-1], f"{head}aux-{rest}"
     return None
 
 

@@ -83,6 +83,9 @@ def test_sign_agreement_across_seeds_and_with_controls():
     assert control_of("permuted-image") == ("permuted", "aux-image")
     assert control_of("small-permuted-minilm") == ("permuted", "small-aux-minilm")
     assert control_of("aux-point") is None
+    assert control_of("fixacc-random-point") == ("random", "fixacc-aux-point")
+    assert control_of("random-point-b4x") == ("random", "aux-point-b4x")
+    assert control_of("baseline-x2") is None and control_of("aux-random-thing") is None
 
 
 def test_lambda_summaries_from_rows_and_figure(tmp_path):
