@@ -18,9 +18,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 from .aggregate import fmt_value
+
+V = TypeVar("V")
 
 #: Prefixes of control arms (their pathway arm has the same name after ``aux-``).
 CONTROL_PREFIXES = ("random-", "permuted-")
@@ -125,6 +127,15 @@ def control_of(arm: str) -> Optional[tuple[str, str]]:
     return None
 
 
+def controls_in(cells: Mapping[tuple[str, str, str], V], setting: str, modality: str,
+                arm: str) -> Iterator[tuple[str, V]]:
+    """``(control arm, its value)`` for every control of ``arm`` among cells keyed by (setting, target, arm)."""
+    for (c_setting, c_modality, c_arm), value in cells.items():
+        control = control_of(c_arm)
+        if (c_setting, c_modality) == (setting, modality) and control and control[1] == arm:
+            yield c_arm, value
+
+
 def lambda_summaries(rows: Sequence[dict[str, Any]]) -> list[LambdaSummary]:
     """One :class:`LambdaSummary` per (setting, target, arm) with pathways and final λ."""
     cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -142,10 +153,8 @@ def lambda_summaries(rows: Sequence[dict[str, Any]]) -> list[LambdaSummary]:
             sign_agreement_across_seeds(lambdas),
             rel_delta={layer: mean_of_numbers(d[layer] for d in deltas if layer in d) for layer in layers},
             abs_lambda={layer: mean_of_numbers(abs(v[layer]) for v in lambdas.values() if layer in v) for layer in layers})
-        for (c_setting, c_modality, c_arm), c_lambdas in by_seed.items():
-            control = control_of(c_arm)
-            if (c_setting, c_modality) == (setting, modality) and control and control[1] == arm:
-                summary.vs_controls[c_arm] = sign_agreement_between(lambdas, c_lambdas)
+        for c_arm, c_lambdas in controls_in(by_seed, setting, modality, arm):
+            summary.vs_controls[c_arm] = sign_agreement_between(lambdas, c_lambdas)
         out.append(summary)
     return sorted(out, key=lambda s: (s.setting, s.modality, control_of(s.arm) is not None, s.arm))
 

@@ -21,7 +21,7 @@ from itertools import combinations
 from statistics import median
 from typing import Any, Sequence
 
-from .lambda_analysis import control_of, layer_order, mean_of_numbers, relative_deltas
+from .lambda_analysis import control_of, controls_in, layer_order, mean_of_numbers, relative_deltas
 
 #: Fewer layers than this give no correlation (two points always lie on a line).
 MIN_LAYERS = 3
@@ -125,10 +125,8 @@ def lambda_profiles(rows: Sequence[dict[str, Any]]) -> list[LambdaProfile]:
     out = []
     for (setting, modality, arm), by_seed in cells.items():
         profile = _profile(setting, modality, arm, groups[(setting, modality, arm)], by_seed)
-        for (c_setting, c_modality, c_arm), c_by_seed in cells.items():
-            control = control_of(c_arm)
-            if (c_setting, c_modality) == (setting, modality) and control and control[1] == arm:
-                profile.vs_controls[c_arm] = correlation_between(by_seed, c_by_seed)
+        for c_arm, c_by_seed in controls_in(cells, setting, modality, arm):
+            profile.vs_controls[c_arm] = correlation_between(by_seed, c_by_seed)
         out.append(profile)
     return sorted(out, key=lambda p: (p.setting, p.modality, control_of(p.arm) is not None, p.arm))
 
