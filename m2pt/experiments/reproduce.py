@@ -15,6 +15,7 @@ from .estimate import (CALIBRATION_FILE, OVERALL, calibrate, describe_factors, e
                        measured_factors)
 from .figures import write_figures
 from .lr_budget import describe_sums
+from .adopt import adopt_finished_runs
 from .merge import import_results
 from .plan import (PretrainSpec, RunSpec, build_plan, current_rows, extra_seed_runs, in_profile_order,
                    lambda_lr_sums_of)
@@ -162,7 +163,9 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     A profile with ``extra_seeds`` adds the extra seeds of every comparison whose gain is too
     uncertain (:func:`~m2pt.experiments.plan.extra_seed_runs`): those its finished results
     already decide join their tier at the start (so a resumed study runs them before the next
-    tier), the rest follow the planned runs. Explicit ``seeds`` turn that off.
+    tier), the rest follow the planned runs. Explicit ``seeds`` turn that off. A planned run
+    that computes what a finished run of another arm computed (same fingerprint) adopts its
+    result (:func:`~m2pt.experiments.adopt.adopt_finished_runs`).
 
     Returns:
         ``{"runs": n, "pretrainings": n, "counts": {...}, "written": [...], "seconds": s}``
@@ -204,8 +207,10 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     torch.set_num_threads(threads)
     output.mkdir(parents=True, exist_ok=True)
     runner = Runner(RunnerOptions(output=output, keep_heavy_files=keep_heavy_files, log=log))
+    adopt_finished_runs(output, planned, runner.run_folder, log)
     decided = extra_seed_runs(profile, runs, list(runner.finished_rows().values())) if not seeds else []
     if decided:
+        adopt_finished_runs(output, decided, runner.run_folder, log)
         log(f"{len(decided)} extra run(s) join their tiers: {_extra_seeds_rule(profile)}")
         runs = in_profile_order(profile, [*runs, *decided])
     (output / "plan.json").write_text(json.dumps({

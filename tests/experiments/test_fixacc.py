@@ -25,9 +25,11 @@ PINNED_PLANS = {"converged": (150, "72445a253e46f2c9f86a10afb0afa8e73c33a63f"),
 #: The converged plan after its audio budget went from 24 to 48 epochs on purpose
 #: (results/converged/audio-24-epochs.md), and now: its long runs (audio, video, point) warm up
 #: for 5 epochs and clip gradients (results/converged/audio-48-epochs-short-warmup.md). Nothing
-#: else changed (see the test below).
+#: else changed (see the test below). Last, audio went from 48 to 96 epochs
+#: (results/converged/audio-48-epochs.md).
 CONVERGED_AUDIO_48 = (150, "54e037bccd56d528f14055c5316440bf58db8559")
 CONVERGED_LONG_RUN_OPTIONS = (150, "9036dc8d5f231b4ee4986d79b961cd0390d81438")
+CONVERGED_AUDIO_96 = (150, "055c0bb51b32da28ff4aa80c845c1861c545f5c4")
 
 
 def _plan_digest(runs: list[RunSpec]) -> tuple[int, str]:
@@ -40,12 +42,15 @@ def _plan_digest(runs: list[RunSpec]) -> tuple[int, str]:
 def test_existing_runs_keep_their_fingerprints():
     assert _plan_digest(build_plan(gpu_profile())[1]) == PINNED_PLANS["gpu"]
     profile = converged_profile()
+    assert _plan_digest(build_plan(profile)[1]) == CONVERGED_AUDIO_96
+    assert profile.finetune["audio"]["epochs"] == 96
+    profile.finetune["audio"]["epochs"] = 48  # the last change: audio's epochs (its plateau arm follows them)
     assert _plan_digest(build_plan(profile)[1]) == CONVERGED_LONG_RUN_OPTIONS
-    for modality in ("audio", "video", "point"):  # the last change: the long runs' warmup and clipping
+    for modality in ("audio", "video", "point"):  # the change before: the long runs' warmup and clipping
         assert profile.finetune[modality].pop("clip_grad") == 1.0
         profile.finetune[modality]["warmup_epochs"] = 0.5
     assert _plan_digest(build_plan(profile)[1]) == CONVERGED_AUDIO_48
-    # the change before: the audio epochs (its plateau arm follows them)
+    # before that: the audio epochs from 24 to 48
     profile.finetune["audio"]["epochs"] = 24
     assert _plan_digest(build_plan(profile)[1]) == PINNED_PLANS["converged"]
 
