@@ -37,6 +37,10 @@ class PlateauCheck:
     gain: float
     se: float
     n: int
+    baseline_train_loss: float = math.nan
+    """Final mean train loss of the baseline over the compared seeds (NaN where no row has it)."""
+    doubled_train_loss: float = math.nan
+    """The same for the run twice as long."""
 
     @property
     def verdict(self) -> str:
@@ -58,20 +62,35 @@ def plateau_verdict(change: float, se: float, n: int) -> str:
     return "undecided"
 
 
-def plateau_checks(summaries: Sequence[ArmSummary]) -> list[PlateauCheck]:
+def plateau_checks(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any]] = ()) -> list[PlateauCheck]:
     """One :class:`PlateauCheck` per target with a finished ``baseline-x2`` arm.
 
     The check compares the seeds both arms have (see :func:`~m2pt.experiments.aggregate.summarize`),
-    with the paired SE from :data:`~m2pt.experiments.aggregate.MIN_PAIRS` shared seeds on.
+    with the paired SE from :data:`~m2pt.experiments.aggregate.MIN_PAIRS` shared seeds on. The
+    final train losses (from ``rows``, on the same seeds) say how far each run got: one that ends
+    at its floor (0.50 with label smoothing 0.1 over 10 classes) has fitted its training set.
     """
     out = []
     for s in summaries:
         if s.arm != PLATEAU_ARM or not s.baseline_arm or math.isnan(s.gain):
             continue
         se = s.paired_se if not math.isnan(s.paired_se) else s.se_diff
+        losses = {arm: _train_losses(rows, s.setting, s.modality, arm) for arm in (s.baseline_arm, s.arm)}
+        shared = set(losses[s.baseline_arm]) & set(losses[s.arm])
+        baseline_loss, doubled_loss = (_mean([losses[arm][seed] for seed in shared]) for arm in (s.baseline_arm, s.arm))
         out.append(PlateauCheck(s.setting, s.modality, s.baseline_mean, s.baseline_mean + s.gain, s.gain, se,
-                                s.baseline_n))
+                                s.baseline_n, baseline_loss, doubled_loss))
     return out
+
+
+def _train_losses(rows: Sequence[dict[str, Any]], setting: str, modality: str, arm: str) -> dict[int, float]:
+    return {row["seed"]: float(row["metrics"]["train_loss"]) for row in rows
+            if (row.get("setting"), row.get("modality"), row.get("arm")) == (setting, modality, arm)
+            and isinstance(row.get("metrics", {}).get("train_loss"), (int, float))}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 def plateau_markdown(checks: Sequence[PlateauCheck]) -> str:
@@ -82,12 +101,14 @@ def plateau_markdown(checks: Sequence[PlateauCheck]) -> str:
              "point)", "",
              f"yes: the gain is below {PLATEAU_POINTS:g} point by more than its 2·SE; no: above it by more; "
              "undecided: within 2·SE of it.", "",
-             "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | 2·SE | n | plateau |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| setting | target | baseline top-1 % | 2x epochs top-1 % | gain | 2·SE | n | plateau | "
+             "final train loss, baseline → 2x |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in checks:
+        losses = "–" if math.isnan(c.baseline_train_loss) else \
+            f"{c.baseline_train_loss:.3f} → {c.doubled_train_loss:.3f}"
         lines.append(f"| {c.setting} | {c.modality} | {c.baseline:.2f} | {c.doubled:.2f} | {c.gain:+.2f} | "
-                     f"{fmt_value(2 * c.se)} | "
-                     f"{c.n} | {c.verdict} |")
+                     f"{fmt_value(2 * c.se)} | {c.n} | {c.verdict} | {losses} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -245,7 +266,7 @@ def study_sections(summaries: Sequence[ArmSummary], rows: Sequence[dict[str, Any
     from .provenance import provenance_markdown
 
     curves = pretrain_loss_curves(output) if output is not None else {}
-    parts = [controls_markdown(control_comparisons(summaries, rows)), plateau_markdown(plateau_checks(summaries)),
+    parts = [controls_markdown(control_comparisons(summaries, rows)), plateau_markdown(plateau_checks(summaries, rows)),
              aux_plateau_markdown(aux_plateau_checks(summaries, rows, curves)), pretrain_markdown(curves),
              budget_markdown(budget_points(summaries)), lambda_markdown(lambda_summaries(rows)),
              lambda_profile_markdown(lambda_profiles(rows)), provenance_markdown(rows)]

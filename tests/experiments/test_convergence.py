@@ -46,10 +46,15 @@ def test_plateau_reached_only_below_one_point_beyond_the_seed_noise():
     assert checks["video"].gain == pytest.approx(0.5) and checks["video"].verdict == "undecided"
     assert (checks["point"].baseline, checks["point"].gain) == pytest.approx((70.0, 0.4))
     assert checks["point"].verdict == "yes (1 seed, no 2·SE)"
+    for row in rows:
+        if row["modality"] == "audio":
+            row["metrics"]["train_loss"] = 0.6 + 0.01 * row["seed"] if row["arm"] == "baseline" else 0.5
+    audio = {c.modality: c for c in plateau_checks(summarize(rows), rows)}["audio"]
+    assert (audio.baseline_train_loss, audio.doubled_train_loss) == pytest.approx((0.61, 0.5))
     text = study_sections(summarize(rows), rows)
-    assert "| scratch | image | 81.00 | 81.50 | +0.50 | 0.00 | 3 | yes |" in text
-    assert "| scratch | audio | 51.00 | 56.00 | +5.00 | 0.00 | 3 | no |" in text
-    assert "| scratch | video | 60.00 | 60.50 | +0.50 | 4.62 | 3 | undecided |" in text
+    assert "| scratch | image | 81.00 | 81.50 | +0.50 | 0.00 | 3 | yes | – |" in text
+    assert "| scratch | audio | 51.00 | 56.00 | +5.00 | 0.00 | 3 | no | 0.610 → 0.500 |" in text
+    assert "| scratch | video | 60.00 | 60.50 | +0.50 | 4.62 | 3 | undecided | – |" in text
 
 
 def test_gain_versus_budget_points_and_plot(tmp_path):
