@@ -4,7 +4,7 @@
         [--epochs N] [--train-on clean realistic] [--output runs/audio-channel] [--seed 0]
 
 Fine-tunes the tiny audio target from scratch at a reproduction profile's audio budget (``full``:
-800 clips x 4 epochs, batch 16; ``converged``: 3,000 clips x 48 epochs, batch 32; ``--epochs``
+800 clips x 4 epochs, batch 16; ``converged``: 3,000 clips x 96 epochs, batch 32; ``--epochs``
 overrides the epochs) on clean clips and on clips with ``augment="realistic"``, then tests each
 model on both held-out-speaker test sets. Prints the table.
 """
