@@ -5,7 +5,8 @@
 * **Pretraining**: the reconstruction loss curve of each MAE pretraining, and the relative drop
   of its loss over the last half of the epochs (small once it has flattened). Whether an
   auxiliary is at its plateau for the targets is in :mod:`m2pt.experiments.aux_plateau`.
-* **Gain versus budget**: the gains of the budget study's arms (``<arm>-b<k>x``) per multiplier.
+* **Gain versus budget**: the gains of the budget study's arms (``<arm>-b<k>x``) per multiplier,
+  and the same arms of the converged recipe (group ``main``) as the last point.
 """
 
 from __future__ import annotations
@@ -218,38 +219,60 @@ def pretrain_markdown(curves: dict[str, list[tuple[float, float]]]) -> str:
 
 @dataclass
 class BudgetPoint:
-    """One arm of the gain-versus-budget study at one budget."""
+    """One arm of the gain-versus-budget study at one budget.
+
+    ``multiplier`` is the training set × the quick budget, or ``None`` for the converged recipe
+    (the arm of group ``main``: longer training, its own warmup and clipping).
+    """
 
     setting: str
     modality: str
     arm: str
-    multiplier: int
+    multiplier: Optional[int]
     baseline: float
     gain: float
     se: float
 
+    @property
+    def budget(self) -> str:
+        """``"4x"``, or ``"converged"`` for the converged recipe."""
+        return "converged" if self.multiplier is None else f"{self.multiplier}x"
+
 
 def budget_points(summaries: Sequence[ArmSummary]) -> list[BudgetPoint]:
-    """The gains of the budget study (arms named ``<arm>-b<k>x`` with a baseline), by multiplier."""
+    """The gains of the budget study (arms named ``<arm>-b<k>x`` with a baseline), by multiplier.
+
+    Each (setting, target, arm) of the budget study ends with the same arm of the converged recipe
+    (group ``main``) when the study has it, so the question "does the gain grow with training?"
+    reads up to the plateau.
+    """
     out = []
     for s in summaries:
         match = BUDGET_ARM.match(s.arm)
         if s.group != "budget" or not match or not s.baseline_arm:
             continue
-        se = s.paired_se if not math.isnan(s.paired_se) else s.se_diff
-        out.append(BudgetPoint(s.setting, s.modality, match["arm"], int(match["multiplier"]), s.baseline_mean,
-                               s.gain, se))
-    return sorted(out, key=lambda p: (p.setting, p.modality, p.arm, p.multiplier))
+        out.append(_budget_point(s, match["arm"], int(match["multiplier"])))
+    studied = {(p.setting, p.modality, p.arm) for p in out}
+    out += [_budget_point(s, s.arm, None) for s in summaries
+            if s.group == "main" and s.baseline_arm and (s.setting, s.modality, s.arm) in studied]
+    last = float("inf")
+    return sorted(out, key=lambda p: (p.setting, p.modality, p.arm, last if p.multiplier is None else p.multiplier))
+
+
+def _budget_point(summary: ArmSummary, arm: str, multiplier: Optional[int]) -> BudgetPoint:
+    se = summary.paired_se if not math.isnan(summary.paired_se) else summary.se_diff
+    return BudgetPoint(summary.setting, summary.modality, arm, multiplier, summary.baseline_mean, summary.gain, se)
 
 
 def budget_markdown(points: Sequence[BudgetPoint]) -> str:
     """The gain-versus-budget study as a Markdown section ('' without any)."""
     if not points:
         return ""
-    lines = ["### Gain versus budget (training set × the quick budget; gain over the same-budget baseline)", "",
+    lines = ["### Gain versus budget (training set × the quick budget, then the converged recipe; gain over the "
+             "same-budget baseline)", "",
              "| setting | target | arm | budget | baseline top-1 % | gain | 2·SE |", "|---|---|---|---|---|---|---|"]
     for p in points:
-        lines.append(f"| {p.setting} | {p.modality} | {p.arm} | {p.multiplier}x | {p.baseline:.2f} | "
+        lines.append(f"| {p.setting} | {p.modality} | {p.arm} | {p.budget} | {p.baseline:.2f} | "
                      f"{p.gain:+.2f} | {fmt_value(2 * p.se)} |")
     lines.append("")
     return "\n".join(lines)

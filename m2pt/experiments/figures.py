@@ -171,7 +171,8 @@ def plot_lambda_magnitude(rows: Sequence[dict[str, Any]], setting: str, group: s
 def plot_gain_vs_budget(summaries: Sequence[ArmSummary], path: Path) -> Path | None:
     """Gain over the same-budget baseline (± 2·SE) against the training budget, one panel per target.
 
-    Reads the budget study's arms (``<arm>-b<k>x``); a growing pathway gain above the random
+    Reads the budget study's arms (``<arm>-b<k>x``) and, as the last point (diamond, dotted line:
+    another recipe), the same arm of the converged study; a growing pathway gain above the random
     control's would say the benefit comes with training, a vanishing one that it does not.
     """
     from .convergence import budget_points
@@ -184,15 +185,26 @@ def plot_gain_vs_budget(summaries: Sequence[ArmSummary], path: Path) -> Path | N
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     for ax, (setting, modality) in zip(axes[0], panels):
         members = [p for p in points if (p.setting, p.modality) == (setting, modality)]
+        converged_x = 4 * max(p.multiplier for p in members if p.multiplier is not None)
+        position = {p.budget: converged_x if p.multiplier is None else p.multiplier for p in members}
         for arm in dict.fromkeys(p.arm for p in members):
             line = [p for p in members if p.arm == arm]
+            xs, gains = [position[p.budget] for p in line], [p.gain for p in line]
             errors = [0.0 if math.isnan(p.se) else 2 * p.se for p in line]
-            ax.errorbar([p.multiplier for p in line], [p.gain for p in line], yerr=errors, marker="o", markersize=3,
-                        linewidth=1, capsize=2, label=arm)
-        baselines = {p.multiplier: p.baseline for p in members}
+            budget = [i for i, p in enumerate(line) if p.multiplier is not None]
+            drawn = ax.errorbar([xs[i] for i in budget], [gains[i] for i in budget], yerr=[errors[i] for i in budget],
+                                marker="o", markersize=3, linewidth=1, capsize=2, label=arm)
+            if len(budget) < len(line):
+                color = drawn[0].get_color()
+                ax.errorbar(xs[-1], gains[-1], yerr=errors[-1], marker="D", markersize=4, capsize=2, color=color)
+                if budget:
+                    ax.plot(xs[budget[-1]:], gains[budget[-1]:], linestyle=":", linewidth=1, color=color)
+        baselines = {p.budget: p.baseline for p in members}
         ax.axhline(0.0, color="grey", linewidth=0.6)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted(baselines), [f"{m}x\n({baselines[m]:.1f} %)" for m in sorted(baselines)], fontsize=7)
+        ax.set_xticks([position[b] for b in baselines], [f"{b}\n({baselines[b]:.1f} %)" for b in baselines],
+                      fontsize=7)
+        ax.minorticks_off()
         ax.set_xlabel("budget (baseline top-1)", fontsize=8)
         ax.set_ylabel("gain over baseline, points", fontsize=8)
         ax.set_title(f"{modality} target ({setting})", fontsize=9)

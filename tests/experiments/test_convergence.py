@@ -65,13 +65,22 @@ def test_gain_versus_budget_points_and_plot(tmp_path):
                       group="budget") for s in range(3)]
         rows += [_row(f"random-point-b{m}x", s, 60.0 + m + s, baseline=f"baseline-b{m}x", group="budget")
                  for s in range(3)]
+    # the converged recipe's arms (group main) end each line; an arm outside the budget study does not
+    rows += [_row("baseline", s, 85.0 + s, baseline=None) for s in range(3)]
+    rows += [_row("aux-point", s, 85.5 + s, baseline="baseline") for s in range(3)]
+    rows += [_row("permuted-point", s, 86.0 + s, baseline="baseline") for s in range(3)]
     points = budget_points(summarize(rows))
     pathway = [p for p in points if p.arm == "aux-point"]
-    assert [p.multiplier for p in pathway] == [1, 4, 16]
-    assert [p.gain for p in pathway] == pytest.approx([0.1, 1.1, 3.1])
-    assert [p.baseline for p in pathway] == pytest.approx([62.0, 65.0, 77.0])
+    assert [p.multiplier for p in pathway] == [1, 4, 16, None]
+    assert [p.budget for p in pathway] == ["1x", "4x", "16x", "converged"]
+    assert [p.gain for p in pathway] == pytest.approx([0.1, 1.1, 3.1, 0.5])
+    assert [p.baseline for p in pathway] == pytest.approx([62.0, 65.0, 77.0, 86.0])
     assert all(p.gain == pytest.approx(0.0) for p in points if p.arm == "random-point")
-    assert "| scratch | image | aux-point | 16x | 77.00 | +3.10 | 0.12 |" in study_sections(summarize(rows), rows)
+    assert [p.multiplier for p in points if p.arm == "random-point"] == [1, 4, 16]
+    assert not any(p.arm == "permuted-point" for p in points)
+    text = study_sections(summarize(rows), rows)
+    assert "| scratch | image | aux-point | 16x | 77.00 | +3.10 | 0.12 |" in text
+    assert "| scratch | image | aux-point | converged | 86.00 | +0.50 | 0.00 |" in text
     path = plot_gain_vs_budget(summarize(rows), tmp_path / "gain_vs_budget.png")
     assert path is not None and path.stat().st_size > 1000
     assert plot_gain_vs_budget(summarize(rows[:3]), tmp_path / "none.png") is None
