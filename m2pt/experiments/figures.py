@@ -189,16 +189,16 @@ def plot_gain_vs_budget(summaries: Sequence[ArmSummary], path: Path) -> Path | N
         position = {p.budget: converged_x if p.multiplier is None else p.multiplier for p in members}
         for arm in dict.fromkeys(p.arm for p in members):
             line = [p for p in members if p.arm == arm]
-            xs, gains = [position[p.budget] for p in line], [p.gain for p in line]
-            errors = [0.0 if math.isnan(p.se) else 2 * p.se for p in line]
-            budget = [i for i, p in enumerate(line) if p.multiplier is not None]
-            drawn = ax.errorbar([xs[i] for i in budget], [gains[i] for i in budget], yerr=[errors[i] for i in budget],
-                                marker="o", markersize=3, linewidth=1, capsize=2, label=arm)
-            if len(budget) < len(line):
+            steps = [p for p in line if p.multiplier is not None]
+            drawn = ax.errorbar([p.multiplier for p in steps], [p.gain for p in steps],
+                                yerr=[_two_se(p.se) for p in steps], marker="o", markersize=3, linewidth=1, capsize=2,
+                                label=arm)
+            for converged in line[len(steps):]:  # budget_points puts it last, after at least one step
                 color = drawn[0].get_color()
-                ax.errorbar(xs[-1], gains[-1], yerr=errors[-1], marker="D", markersize=4, capsize=2, color=color)
-                if budget:
-                    ax.plot(xs[budget[-1]:], gains[budget[-1]:], linestyle=":", linewidth=1, color=color)
+                ax.errorbar(converged_x, converged.gain, yerr=_two_se(converged.se), marker="D", markersize=4,
+                            capsize=2, color=color)
+                ax.plot([steps[-1].multiplier, converged_x], [steps[-1].gain, converged.gain], linestyle=":",
+                        linewidth=1, color=color)
         baselines = {p.budget: p.baseline for p in members}
         ax.axhline(0.0, color="grey", linewidth=0.6)
         ax.set_xscale("log", base=2)
@@ -211,6 +211,11 @@ def plot_gain_vs_budget(summaries: Sequence[ArmSummary], path: Path) -> Path | N
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
     return _save(fig, path)
+
+
+def _two_se(se: float) -> float:
+    """The error bar of a gain: 2·SE, or 0 where one seed gives no SE."""
+    return 0.0 if math.isnan(se) else 2 * se
 
 
 def plot_lambda_agreement(rows: Sequence[dict[str, Any]], path: Path, setting: str = "scratch") -> Path | None:
