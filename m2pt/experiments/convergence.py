@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from m2pt.train.run_dir import FINAL
+
 from .aggregate import ArmSummary, fmt_value
 from .runner import FINGERPRINT_FILE
 
@@ -133,6 +135,16 @@ def _folder_curve(metrics: Path) -> list[tuple[float, float]]:
     return points
 
 
+def _finished_pretrain_metrics(output: Path) -> list[Path]:
+    """The ``metrics.jsonl`` of the study's pretrainings that finished.
+
+    A pretraining still in progress (say, redone on a new machine) would replace the finished
+    curve of the one before with the first epochs of its own.
+    """
+    return [metrics for metrics in sorted((output / "pretrain").glob("*/metrics.jsonl"))
+            if (metrics.parent / FINAL).is_file()]
+
+
 def _folder_fingerprint(folder: Path) -> Optional[str]:
     path = folder / FINGERPRINT_FILE
     return path.read_text().strip() if path.is_file() else None
@@ -156,13 +168,13 @@ def read_pretrain_curves(path: Path) -> dict[str, dict[str, Any]]:
 def pretrain_loss_curves(output: Path) -> dict[str, list[tuple[float, float]]]:
     """``{pretraining: [(epoch, train loss), ...]}`` of a study's MAE pretrainings.
 
-    Read from ``output/pretrain/<name>/metrics.jsonl``; a pretraining whose folder is gone (the
-    study moved to another machine with its ``results.jsonl``) comes from
-    :data:`PRETRAIN_CURVES_FILE`.
+    Read from ``output/pretrain/<name>/metrics.jsonl`` of the pretrainings that finished; a
+    pretraining whose folder is gone (the study moved to another machine with its
+    ``results.jsonl``) or is being redone comes from :data:`PRETRAIN_CURVES_FILE`.
     """
     curves = {name: [(float(e), float(loss)) for e, loss in entry["curve"]]
               for name, entry in read_pretrain_curves(output / PRETRAIN_CURVES_FILE).items()}
-    for metrics in sorted((output / "pretrain").glob("*/metrics.jsonl")):
+    for metrics in _finished_pretrain_metrics(output):
         points = _folder_curve(metrics)
         if points:
             curves[metrics.parent.name] = points
@@ -170,13 +182,13 @@ def pretrain_loss_curves(output: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def record_pretrain_curves(output: Path) -> Optional[Path]:
-    """Write :data:`PRETRAIN_CURVES_FILE`: the curves recorded before, updated from the folders there are.
+    """Write :data:`PRETRAIN_CURVES_FILE`: the curves recorded before, updated from the finished pretrainings.
 
     Returns:
         The file, or None when the study has no pretraining curve.
     """
     recorded = read_pretrain_curves(output / PRETRAIN_CURVES_FILE)
-    for metrics in sorted((output / "pretrain").glob("*/metrics.jsonl")):
+    for metrics in _finished_pretrain_metrics(output):
         points = _folder_curve(metrics)
         if points:
             recorded[metrics.parent.name] = {"fingerprint": _folder_fingerprint(metrics.parent),

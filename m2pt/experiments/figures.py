@@ -91,18 +91,28 @@ def plot_accuracy_curves(rows: Sequence[dict[str, Any]], setting: str, group: st
     return _save(fig, path)
 
 
+def lambda_panels(rows: Sequence[dict[str, Any]], seed: int | None = None
+                  ) -> list[tuple[dict[str, Any], list[tuple[int, dict[str, float]]]]]:
+    """``[(row, λ history), ...]``: per target and pathway arm, ``seed`` or the lowest seed with a history."""
+    chosen: dict[tuple[str, str], tuple[dict[str, Any], list[tuple[int, dict[str, float]]]]] = {}
+    for row in sorted((r for r in rows if r.get("aux") and seed in (None, r["seed"])), key=lambda r: r["seed"]):
+        key = (row["modality"], row["arm"])
+        if key not in chosen:
+            history = lambda_history(row)
+            if history:
+                chosen[key] = (row, history)
+    order = sorted(chosen, key=lambda k: (MODALITY_ORDER.index(k[0]) if k[0] in MODALITY_ORDER else 9, k[1]))
+    return [chosen[key] for key in order]
+
+
 def plot_lambda_layers(rows: Sequence[dict[str, Any]], setting: str, group: str, path: Path,
                        seed: int | None = None) -> Path | None:
-    """λ of every layer over training (one panel per pathway arm and target, the lowest seed)."""
-    candidates = [r for r in rows if r["setting"] == setting and r["group"] == group and r.get("aux")]
-    if not candidates:
-        return None
-    seed = min(r["seed"] for r in candidates) if seed is None else seed
-    panels = [r for r in sorted(candidates, key=lambda r: (MODALITY_ORDER.index(r["modality"])
-                                                           if r["modality"] in MODALITY_ORDER else 9, r["arm"]))
-              if r["seed"] == seed]
-    histories = [(r, lambda_history(r)) for r in panels]
-    histories = [(r, h) for r, h in histories if h]
+    """λ of every layer over training: one panel per target and pathway arm.
+
+    Each panel draws ``seed``, or by default the lowest seed whose row has a λ history (rows
+    brought from another machine without their run folders may have none).
+    """
+    histories = lambda_panels([r for r in rows if r["setting"] == setting and r["group"] == group], seed)
     if not histories:
         return None
     plt = _pyplot()
@@ -115,17 +125,20 @@ def plot_lambda_layers(rows: Sequence[dict[str, Any]], setting: str, group: str,
         steps = [s for s, _ in history]
         for layer in history[-1][1]:
             ax.plot(steps, [scales.get(layer, math.nan) for _, scales in history], linewidth=0.6)
-        ax.set_title(f"{row['modality']} ← {row['arm']}", fontsize=8)
+        ax.set_title(f"{row['modality']} ← {row['arm']}, seed {row['seed']}", fontsize=8)
         ax.tick_params(labelsize=6)
         ax.set_xlabel("step", fontsize=7)
         ax.set_ylabel("λ (each line a layer)", fontsize=7)
-    fig.suptitle(f"λ over training, {group}, {setting}, seed {seed}", fontsize=9)
+    fig.suptitle(f"λ over training, {group}, {setting}", fontsize=9)
     return _save(fig, path)
 
 
 def plot_lambda_magnitude(rows: Sequence[dict[str, Any]], setting: str, group: str, path: Path,
                           modality: str = "image") -> Path | None:
-    """Mean |λ| over layers vs step (log scale, lowest seed), one line per arm, and final ‖λW′‖/‖W‖."""
+    """Mean |λ| over layers vs step, one line per arm, and final ‖λW′‖/‖W‖.
+
+    The curves are of one seed: the lowest among those where the most arms kept their λ history.
+    """
     pool = [r for r in rows if r["setting"] == setting and r["modality"] == modality and r.get("aux")
             and r["preset"] == "tiny"]
     candidates = [r for r in pool if r["group"] == group]
@@ -134,7 +147,10 @@ def plot_lambda_magnitude(rows: Sequence[dict[str, Any]], setting: str, group: s
         candidates += [r for r in pool if r["group"] == "main" and r["aux"] in sources and not r.get("pathway")]
     if not candidates:
         return None
-    seed = min(r["seed"] for r in candidates)
+    with_history: dict[int, int] = {}
+    for row in candidates:
+        with_history[row["seed"]] = with_history.get(row["seed"], 0) + bool(lambda_history(row))
+    seed = min(with_history, key=lambda s: (-with_history[s], s))
     plt = _pyplot()
     fig, (ax, bar) = plt.subplots(1, 2, figsize=(9, 3.2))
     names, deltas = [], []
@@ -162,7 +178,8 @@ def plot_lambda_magnitude(rows: Sequence[dict[str, Any]], setting: str, group: s
     if names:
         bar.barh(range(len(names)), deltas)
         bar.set_yticks(range(len(names)), names, fontsize=7)
-        bar.set_xscale("log")
+        if max(deltas) > 10 * min(deltas) > 0:  # below a decade, log-axis minor tick labels overlap
+            bar.set_xscale("log")
         bar.set_xlabel("final ‖λW′‖/‖W‖ (mean over layers and seeds)", fontsize=8)
         bar.tick_params(labelsize=7)
     return _save(fig, path)

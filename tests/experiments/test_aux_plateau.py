@@ -10,6 +10,7 @@ from m2pt.experiments.aux_plateau import aux_plateau_checks
 from m2pt.experiments.budgets import get_profile
 from m2pt.experiments.convergence import study_sections
 from m2pt.experiments.plan import build_plan, priority
+from m2pt.train.run_dir import FINAL
 
 
 def test_converged_pretrains_the_point_mae_twice_as_long_for_the_lead_targets():
@@ -66,6 +67,7 @@ def test_the_summary_has_the_section_with_the_pretraining_losses(tmp_path):
         folder.mkdir(parents=True)
         folder.joinpath("metrics.jsonl").write_text(
             "".join(json.dumps({"epoch": i + 1, "train_loss": loss}) + "\n" for i, loss in enumerate(losses)))
+        folder.joinpath(FINAL).write_text("{}")
     rows = _rows({"baseline": [0.0, 1.0, 2.0], "aux-point": [0.5, 1.0, 2.5], "aux-point-long": [0.7, 1.1, 2.8]})
     text = study_sections(summarize(rows), rows, tmp_path)
     assert "### Auxiliary plateau check: pathway from the MAE pretrained twice as long" in text

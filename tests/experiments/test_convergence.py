@@ -11,10 +11,12 @@ import pytest
 from m2pt.experiments.aggregate import summarize
 from m2pt.experiments.convergence import (budget_points, late_relative_drop, plateau_checks, pretrain_loss_curves,
                                           record_pretrain_curves, study_sections)
-from m2pt.experiments.figures import plot_gain_vs_budget, plot_lambda_agreement, plot_pretrain_losses
+from m2pt.experiments.figures import (lambda_panels, plot_gain_vs_budget, plot_lambda_agreement, plot_lambda_layers,
+                                      plot_pretrain_losses)
 from m2pt.experiments.lambda_analysis import (control_of, lambda_summaries, sign_agreement_across_seeds,
                                               sign_agreement_between)
 from m2pt.experiments.provenance import mixed_auxiliaries, pretrained_source, provenance_markdown
+from m2pt.train.run_dir import FINAL
 
 
 def _row(arm, seed, top1, baseline="baseline", group="main", modality="image", lambdas=None):
@@ -127,6 +129,8 @@ def test_pretraining_loss_curves_and_their_late_drop(tmp_path):
     records = [{"step": 1, "loss": 9.0}] + [{"epoch": e, "train_loss": loss}
                                              for e, loss in enumerate([1.0, 0.6, 0.5, 0.45, 0.44], start=1)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"torn')
+    assert pretrain_loss_curves(tmp_path) == {}  # still pretraining
+    (folder / FINAL).write_text("{}")
     curves = pretrain_loss_curves(tmp_path)
     assert curves == {"mae-point": [(1.0, 1.0), (2.0, 0.6), (3.0, 0.5), (4.0, 0.45), (5.0, 0.44)]}
     assert late_relative_drop(curves["mae-point"]) == pytest.approx(0.12)
@@ -143,6 +147,7 @@ def test_pretraining_curves_outlive_their_folders(tmp_path):
     (folder / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "train_loss": 1 / e}) + "\n"
                                                   for e in (1, 2, 4)))
     (folder / "m2pt_fingerprint.txt").write_text("abc123")
+    (folder / FINAL).write_text("{}")
     assert record_pretrain_curves(tmp_path / "empty") is None
     path = record_pretrain_curves(tmp_path)
     assert json.loads(path.read_text()) == {"mae-point": {"fingerprint": "abc123",
@@ -151,9 +156,12 @@ def test_pretraining_curves_outlive_their_folders(tmp_path):
     assert pretrain_loss_curves(tmp_path) == {"mae-point": [(1.0, 1.0), (2.0, 0.5), (4.0, 0.25)]}
     assert "| mae-point | 4 | 1.0000 | 0.2500 | 50.0 % |" in study_sections([], [], tmp_path)
 
-    redone = tmp_path / "pretrain" / "mae-point"  # a folder there is wins over the record, and updates it
+    redone = tmp_path / "pretrain" / "mae-point"  # redone on the new machine: the record stands until it ends
     redone.mkdir(parents=True)
     (redone / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 0.75}) + "\n")
+    record_pretrain_curves(tmp_path)
+    assert pretrain_loss_curves(tmp_path) == {"mae-point": [(1.0, 1.0), (2.0, 0.5), (4.0, 0.25)]}
+    (redone / FINAL).write_text("{}")  # then the finished folder wins over the record, and updates it
     assert pretrain_loss_curves(tmp_path) == {"mae-point": [(1.0, 0.75)]}
     record_pretrain_curves(tmp_path)
     assert json.loads(path.read_text())["mae-point"] == {"fingerprint": None, "curve": [[1.0, 0.75]]}
@@ -177,3 +185,18 @@ def test_targets_whose_runs_used_different_files_of_one_auxiliary_are_listed():
     assert ("| scratch | image | mae:point | not recorded: aux-point (0); ab12: aux-point (1, 2), "
             "permuted-point (0, 1, 2) |") in study_sections(summarize(rows), rows)
     assert provenance_markdown(rows[:3] + rows[4:]) == ""
+
+
+def test_lambda_panels_take_the_lowest_seed_that_kept_its_history(tmp_path):
+    def with_history(row):
+        return {**row, "history": {"lambda": {"steps": [0, 10], "layers": {"blocks.0.attn.qkv": [0.0, 0.1]}}}}
+
+    rows = [_row("aux-point", 0, 81.0), with_history(_row("aux-point", 1, 81.0)),  # seed 0 came without it
+            with_history(_row("aux-point", 2, 81.0)), with_history(_row("random-point", 0, 80.0)),
+            with_history(_row("aux-point", 0, 85.0, modality="audio")), _row("baseline", 0, 80.0, baseline=None)]
+    panels = [(r["modality"], r["arm"], r["seed"]) for r, _ in lambda_panels(rows)]
+    assert panels == [("image", "aux-point", 1), ("image", "random-point", 0), ("audio", "aux-point", 0)]
+    assert lambda_panels(rows)[0][1] == [(0, {"blocks.0.attn.qkv": 0.0}), (10, {"blocks.0.attn.qkv": 0.1})]
+    assert [(r["arm"], r["seed"]) for r, _ in lambda_panels(rows, seed=2)] == [("aux-point", 2)]
+    assert plot_lambda_layers(rows, "scratch", "main", tmp_path / "layers.png").stat().st_size > 1000
+    assert plot_lambda_layers(rows[:1], "scratch", "main", tmp_path / "none.png") is None
