@@ -1,10 +1,10 @@
 """Where a study stands, read from its folder alone (``m2pt reproduce --status``).
 
 Nothing is written, locked or calibrated, so it is safe beside the study's own command: the
-finished runs come from ``results.jsonl``, the runs in progress from their folders (their last
-epoch in ``metrics.jsonl``; whether a process holds the folder's lock), the failures from
-``failures.jsonl`` and the time left from the cached step times of ``--estimate-only`` or an
-earlier start, scaled by what the finished runs took.
+finished runs come from ``results.jsonl``, the runs and pretrainings in progress from their
+folders (their last epoch in ``metrics.jsonl``; whether a process holds the folder's lock), the
+failures from ``failures.jsonl`` and the time left from the cached step times of
+``--estimate-only`` or an earlier start, scaled by what the finished runs took.
 """
 
 from __future__ import annotations
@@ -76,6 +76,21 @@ def run_progress(run: RunSpec, folder: Path) -> Optional[RunProgress]:
                        resumable=(folder / CHECKPOINT).is_file())
 
 
+def pretraining_state(runner: Runner, spec: PretrainSpec) -> str:
+    """``done``, ``not started`` or the pretraining's last epoch and whether it runs (``epoch 15/20, running``)."""
+    if runner.encoder_path(spec.source).is_file():
+        return "done"
+    folder = runner.pretrain_folder(spec.source)
+    metrics = folder / "metrics.jsonl"
+    if not metrics.is_file():
+        return "not started"
+    records = _epoch_records(metrics)
+    epochs_done = int(records[-1]["epoch"]) if records else 0
+    state = ("running" if folder_in_use(folder) else
+             "stopped, resumes from its checkpoint" if (folder / CHECKPOINT).is_file() else "stopped, starts again")
+    return f"epoch {epochs_done}/{spec.options.get('epochs', '?')}, {state}"
+
+
 def _ago(seconds: float) -> str:
     return "just now" if seconds < 60 else f"{format_duration(seconds - seconds % 60)} ago"
 
@@ -137,9 +152,8 @@ def study_status(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: S
         lines.append(f"last started with {plan.get('workers')} worker(s) of {plan.get('threads')} thread(s)"
                      + (f", {only}" if only else ""))
     if pretrainings:
-        lines.append("pretrainings: " + ", ".join(
-            f"{spec.source} {'done' if runner.encoder_path(spec.source).is_file() else 'not done'}"
-            for spec in pretrainings))
+        lines.append("pretrainings: " + "; ".join(f"{spec.source} {pretraining_state(runner, spec)}"
+                                                  for spec in pretrainings))
     tiers: dict[int, list[RunSpec]] = {}
     for run in runs if profile.order == "informative" else ():
         tiers.setdefault(priority(profile, run), []).append(run)

@@ -11,8 +11,8 @@ from m2pt.experiments.budgets import get_profile
 from m2pt.experiments.estimate import (CALIBRATION_FILE, _run_key, estimate_seconds, format_duration,
                                        measured_factors)
 from m2pt.experiments.plan import build_plan
-from m2pt.experiments.runner import FINGERPRINT_FILE
-from m2pt.experiments.status import study_status
+from m2pt.experiments.runner import FINGERPRINT_FILE, Runner, RunnerOptions
+from m2pt.experiments.status import pretraining_state, study_status
 from m2pt.train.run_lock import RunFolderLock, folder_in_use
 
 
@@ -67,7 +67,7 @@ def test_status_counts_finished_runs_and_shows_running_and_stopped_ones(study):
     assert "not evaluated yet; stopped, starts again; last written 2 min 00 s ago" in text
     assert runs[5].run_id not in text
     assert f"  {runs[4].run_id}: ValueError: bad" in text
-    assert "pretrainings: " + ", ".join(f"{p.source} not done" for p in pretrainings) in text
+    assert "pretrainings: " + "; ".join(f"{p.source} not started" for p in pretrainings) in text
     assert "time left: unknown" in lines[-1] and "--estimate-only" in lines[-1]
     assert "tier" not in text  # the quick profile runs seed-major, not in tiers
 
@@ -112,3 +112,22 @@ def test_status_on_the_command_line_reads_and_refuses_flags_that_write(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
     assert main(["reproduce", "--quick", "--output", str(tmp_path), "--status", "--aggregate-only"]) == 2
     assert "--status only reads the study; it does not go with --aggregate-only" in capsys.readouterr().err
+
+
+def test_status_shows_a_pretraining_in_progress_and_a_finished_one(study):
+    profile, pretrainings, runs, output = study
+    runner = Runner(RunnerOptions(output=output, log=lambda _: None))
+    first, second = pretrainings[:2]
+    folder = runner.pretrain_folder(first.source)
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"step": 10 * e, "epoch": e, "train_loss": 0.1,
+                                                              "epoch_seconds": 3.0}) + "\n" for e in (1, 2)))
+    runner.encoder_path(second.source).parent.mkdir(parents=True, exist_ok=True)
+    runner.encoder_path(second.source).write_bytes(b"")
+    with RunFolderLock(folder):
+        assert pretraining_state(runner, first) == f"epoch 2/{first.options['epochs']}, running"
+        text = "\n".join(study_status(profile, pretrainings, runs, output))
+    assert f"{first.source} epoch 2/{first.options['epochs']}, running; {second.source} done" in text
+    assert pretraining_state(runner, first).endswith("stopped, starts again")
+    (folder / "checkpoint.pt").write_bytes(b"")
+    assert pretraining_state(runner, first).endswith("stopped, resumes from its checkpoint")
