@@ -3,15 +3,15 @@
 A gain compares an arm with its baseline on the seeds both have (all runs where they share
 none). The standard error of a gain is that of a difference of two independent means,
 ``SE = sqrt(s_a² / n_a + s_b² / n_b)`` with sample standard deviations (``ddof=1``); a gain is
-called significant when ``|gain| > 2 SE``. With fewer than two runs on either side the SE is
-undefined and the test reads ``n/a``.
+called significant when ``|gain| > 2 SE``. With fewer than three runs on either side
+(:data:`MIN_PAIRS`) the SE is not reported and the test reads ``n/a``: a standard deviation of two
+runs rests on one degree of freedom, and two runs that end at the same accuracy (a multiple of
+100/test_size) give ``s = 0``, so ``|gain| > 2 SE`` would call noise significant.
 
 Because an arm and its baseline share the seed (same initialisation of the target and same
 data order), the paired test is also reported: the per-seed differences ``d_i = a_i - b_i``
 have mean ``d̄`` and ``SE_paired = s_d / sqrt(n)``; significant when ``|d̄| > 2 SE_paired``.
-It needs at least three seeds (:data:`MIN_PAIRS`): with two, ``s_d`` rests on one degree of
-freedom, and test accuracies are multiples of 100/test_size, so two equal differences give
-``SE = 0``.
+It too needs at least three seeds (:data:`MIN_PAIRS`), for the same reason.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def se_of_difference(std_a: float, n_a: int, std_b: float, n_b: int) -> float:
-    """``sqrt(s_a²/n_a + s_b²/n_b)``; ``nan`` when either side has fewer than two runs."""
-    if n_a < 2 or n_b < 2 or math.isnan(std_a) or math.isnan(std_b):
+    """``sqrt(s_a²/n_a + s_b²/n_b)``; ``nan`` when either side has fewer than :data:`MIN_PAIRS` runs."""
+    if n_a < MIN_PAIRS or n_b < MIN_PAIRS or math.isnan(std_a) or math.isnan(std_b):
         return math.nan
     return math.sqrt(std_a ** 2 / n_a + std_b ** 2 / n_b)
 
@@ -261,8 +261,8 @@ def gain_matrix_markdown(summaries: Sequence[ArmSummary]) -> str:
         if not labels:
             continue
         baselines = {s.modality: s for s in summaries if s.setting == setting and s.arm == "baseline"}
-        lines += [f"### Gain over the baseline, {setting} setting: auxiliary × target (points; 2·SE in brackets; "
-                  "bold beyond 2 SE)", "", "| auxiliary | " + " | ".join(targets) + " |",
+        lines += [f"### Gain over the baseline, {setting} setting: auxiliary × target (points; 2·SE in brackets, "
+                  f"– below {MIN_PAIRS} seeds; bold beyond 2 SE)", "", "| auxiliary | " + " | ".join(targets) + " |",
                   "|---|" + "---|" * len(targets),
                   "| *baseline, top-1 % (mean ± std)* | " + " | ".join(
                       f"{fmt_value(baselines[t].mean)} ± {fmt_value(baselines[t].std)}" if t in baselines else ""

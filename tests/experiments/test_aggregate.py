@@ -36,6 +36,7 @@ def test_mean_std_and_se():
     assert mean == 5.0 and math.isnan(std)
     assert se_of_difference(1.0, 3, 1.0, 3) == pytest.approx(math.sqrt(2 / 3))
     assert math.isnan(se_of_difference(1.0, 1, 1.0, 3))
+    assert math.isnan(se_of_difference(1.0, 2, 1.0, 3))  # a standard deviation of two runs decides nothing
 
 
 def test_summaries_from_hand_made_jsonl(results_file):
@@ -60,13 +61,17 @@ def test_summaries_from_hand_made_jsonl(results_file):
     assert aux.abs_lambda_mean == pytest.approx(1e-3)
 
 
-def test_paired_test_needs_three_seeds():
-    rows = [_row("baseline", s, v, baseline=None) for s, v in enumerate([80.0, 81.0])]
-    rows += [_row("aux-point", s, v) for s, v in enumerate([79.8, 80.8])]  # -0.2 on both seeds
+def test_both_tests_need_three_seeds():
+    rows = [_row("baseline", s, v, baseline=None) for s, v in enumerate([86.0, 86.0])]  # the same accuracy twice
+    rows += [_row("aux-point", s, v) for s, v in enumerate([83.83, 84.5])]
     aux = {s.arm: s for s in summarize(rows)}["aux-point"]
-    assert aux.paired_n == 2 and aux.paired_gain == pytest.approx(-0.2)
+    assert aux.paired_n == 2 and aux.paired_gain == pytest.approx(-1.835)
     assert math.isnan(aux.paired_se) and aux.paired_verdict == "n/a"
-    assert aux.verdict == "no"
+    # s = 0 on one side and 0.47 on the other would make -1.83 "beyond 2 SE" (2·SE 0.67) on 2 seeds
+    assert math.isnan(aux.se_diff) and aux.verdict == "n/a"
+    rows += [_row("baseline", 2, 84.0, baseline=None), _row("aux-point", 2, 84.2)]
+    aux = {s.arm: s for s in summarize(rows)}["aux-point"]
+    assert aux.se_diff > 0 and aux.verdict in ("yes", "no") and aux.paired_verdict in ("yes", "no")
 
 
 def test_gain_compares_the_seeds_both_arms_have():

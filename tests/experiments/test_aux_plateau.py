@@ -50,9 +50,10 @@ def test_the_check_compares_the_two_gains_paired_by_seed():
     assert (check.loss, check.loss_long) == (0.0213, 0.0190) and check.verdict == "yes"
     moved = _rows({"baseline": [0.0, 1.0, 2.0], "aux-point": [0.5, 1.0, 2.5], "aux-point-long": [3.0, 4.1, 5.5]})
     assert aux_plateau_checks(summarize(moved), moved, {})[0].verdict == "no"
-    two = [r for r in rows if r["seed"] < 2]  # too few pairs: unpaired
+    two = [r for r in rows if r["seed"] < 2]  # too few pairs for a 2·SE: the difference alone decides
     (unpaired,) = aux_plateau_checks(summarize(two), two, {})
-    assert unpaired.n == 2 and math.isclose(unpaired.difference, 0.15) and not math.isnan(unpaired.se)
+    assert unpaired.n == 2 and math.isclose(unpaired.difference, 0.15) and math.isnan(unpaired.se)
+    assert unpaired.verdict == "yes (2 seeds, no 2·SE)"
     in_progress = [r for r in rows if r["arm"] != "aux-point-long" or r["seed"] == 1]  # seed 1 of the long arm
     (early,) = aux_plateau_checks(summarize(in_progress), in_progress, {})
     assert early.n == 1 and math.isclose(early.difference, 0.1)  # seed 1 against seed 1, not the mean of 3
