@@ -8,12 +8,13 @@
 # the figures. Model files, checkpoints and logs stay in STUDY_DIR. Run the tests in
 # tests/experiments afterwards: they check that the committed rows match the plan.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 study="${1:?usage: scripts/publish_converged.sh STUDY_DIR (the --output of m2pt reproduce --profile converged)}"
 if [[ ! -f "$study/results.jsonl" ]]; then
   echo "publish_converged: $study/results.jsonl does not exist; pass the folder given to --output" >&2
   exit 2
 fi
+study="$(cd "$study" && pwd)"
+cd "$(dirname "$0")/.."
 .venv/bin/m2pt reproduce --profile converged --output "$study" --aggregate-only
 target=results/converged
 mkdir -p "$target/figures"
