@@ -41,10 +41,21 @@ class RunProgress:
     """Whether a process holds the run folder's lock now."""
     resumable: bool
     """Whether it has a checkpoint to resume from (else it starts again)."""
+    epoch_seconds: Optional[float] = None
+    """The median training time of its last :data:`RECENT_EPOCHS` epochs; None before the first."""
 
     @property
     def fraction_done(self) -> float:
         return self.epochs_done / self.epochs if self.epochs else 0.0
+
+    @property
+    def seconds_left(self) -> Optional[float]:
+        """Training time its remaining epochs take at its recent pace (evaluation not counted)."""
+        return None if self.epoch_seconds is None else max(0, self.epochs - self.epochs_done) * self.epoch_seconds
+
+
+#: How many of a run's last epochs set its pace (the other worker's load changes over a study).
+RECENT_EPOCHS = 5
 
 
 def _epoch_records(metrics_path: Path) -> list[dict[str, Any]]:
@@ -69,11 +80,13 @@ def run_progress(run: RunSpec, folder: Path) -> Optional[RunProgress]:
     records = _epoch_records(metrics)
     evaluated = [r for r in records if "top1" in r or "mAP" in r]
     metric = None if not evaluated else ("top1" if "top1" in evaluated[-1] else "mAP")
+    recent = sorted(float(r["epoch_seconds"]) for r in records[-RECENT_EPOCHS:])
     return RunProgress(run.run_id, epochs_done=int(records[-1]["epoch"]) if records else 0,
                        epochs=int(run.options.get("epochs", 0)), metric=metric,
                        last_value=float(evaluated[-1][metric]) if metric else None,
                        updated=metrics.stat().st_mtime, running=folder_in_use(folder),
-                       resumable=(folder / CHECKPOINT).is_file())
+                       resumable=(folder / CHECKPOINT).is_file(),
+                       epoch_seconds=recent[len(recent) // 2] if recent else None)
 
 
 def pretraining_state(runner: Runner, spec: PretrainSpec) -> str:
@@ -168,8 +181,10 @@ def study_status(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: S
             value = f"{p.metric} {p.last_value:.2f}" if p.metric else "not evaluated yet"
             state = ("running" if p.running else
                      "stopped, resumes from its checkpoint" if p.resumable else "stopped, starts again")
+            pace = ("" if p.seconds_left is None else
+                    f"; about {format_duration(p.seconds_left)} of training left at {p.epoch_seconds:.0f} s/epoch")
             lines.append(f"  {p.run_id:<{width}}  epoch {p.epochs_done}/{p.epochs}, {value}; {state}; "
-                         f"last written {_ago(now - p.updated)}")
+                         f"last written {_ago(now - p.updated)}{pace}")
     if failures:
         lines.append(f"failed (tracebacks in {FAILURES_FILE}; the command tries them again when rerun):")
         lines += [f"  {run_id}: {row.get('error', '')}" for run_id, row in failures.items()]

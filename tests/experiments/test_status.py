@@ -63,8 +63,10 @@ def test_status_counts_finished_runs_and_shows_running_and_stopped_ones(study):
     assert f"  {runs[2].run_id}" in text and "epoch 1/" in text and "top1 40.00; running" in text
     assert "epoch 2/" in text
     assert "top1 55.50; stopped, resumes from its checkpoint; last written 2 h 00 min ago" in text
+    epochs_left = runs[3].options["epochs"] - 2
+    assert f"2 h 00 min ago; about {format_duration(5.0 * epochs_left)} of training left at 5 s/epoch" in text
     assert f"  {runs[6].run_id}" in text and "epoch 0/" in text
-    assert "not evaluated yet; stopped, starts again; last written 2 min 00 s ago" in text
+    assert "not evaluated yet; stopped, starts again; last written 2 min 00 s ago\n" in text + "\n"  # no pace yet
     assert runs[5].run_id not in text
     assert f"  {runs[4].run_id}: ValueError: bad" in text
     assert "pretrainings: " + "; ".join(f"{p.source} not started" for p in pretrainings) in text
