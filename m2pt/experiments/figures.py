@@ -147,17 +147,15 @@ def plot_lambda_magnitude(rows: Sequence[dict[str, Any]], setting: str, group: s
         candidates += [r for r in pool if r["group"] == "main" and r["aux"] in sources and not r.get("pathway")]
     if not candidates:
         return None
+    histories = [(row, lambda_history(row)) for row in candidates]
     with_history: dict[int, int] = {}
-    for row in candidates:
-        with_history[row["seed"]] = with_history.get(row["seed"], 0) + bool(lambda_history(row))
+    for row, history in histories:
+        with_history[row["seed"]] = with_history.get(row["seed"], 0) + bool(history)
     seed = min(with_history, key=lambda s: (-with_history[s], s))
     plt = _pyplot()
     fig, (ax, bar) = plt.subplots(1, 2, figsize=(9, 3.2))
     names, deltas = [], []
-    for row in sorted((r for r in candidates if r["seed"] == seed), key=lambda r: r["arm"]):
-        history = lambda_history(row)
-        if not history:
-            continue
+    for row, history in sorted(((r, h) for r, h in histories if r["seed"] == seed and h), key=lambda rh: rh[0]["arm"]):
         means = [sum(abs(v) for v in scales.values()) / len(scales) for _, scales in history]
         ax.plot([s for s, _ in history], [max(m, 1e-12) for m in means], linewidth=1, label=row["arm"])
     by_arm: dict[str, list[float]] = {}
@@ -231,7 +229,7 @@ def plot_gain_vs_budget(summaries: Sequence[ArmSummary], path: Path) -> Path | N
 
 
 def _two_se(se: float) -> float:
-    """The error bar of a gain: 2·SE, or 0 where one seed gives no SE."""
+    """The error bar of a gain: 2·SE, or 0 where too few seeds give no SE."""
     return 0.0 if math.isnan(se) else 2 * se
 
 

@@ -99,9 +99,12 @@ def pretraining_state(runner: Runner, spec: PretrainSpec) -> str:
         return "not started"
     records = _epoch_records(metrics)
     epochs_done = int(records[-1]["epoch"]) if records else 0
-    state = ("running" if folder_in_use(folder) else
-             "stopped, resumes from its checkpoint" if (folder / CHECKPOINT).is_file() else "stopped, starts again")
+    state = _folder_state(folder_in_use(folder), (folder / CHECKPOINT).is_file())
     return f"epoch {epochs_done}/{spec.options.get('epochs', '?')}, {state}"
+
+
+def _folder_state(running: bool, resumable: bool) -> str:
+    return "running" if running else "stopped, resumes from its checkpoint" if resumable else "stopped, starts again"
 
 
 def _ago(seconds: float) -> str:
@@ -179,8 +182,7 @@ def study_status(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: S
         width = max(len(run_id) for run_id in progress)
         for p in progress.values():
             value = f"{p.metric} {p.last_value:.2f}" if p.metric else "not evaluated yet"
-            state = ("running" if p.running else
-                     "stopped, resumes from its checkpoint" if p.resumable else "stopped, starts again")
+            state = _folder_state(p.running, p.resumable)
             pace = ("" if p.seconds_left is None else
                     f"; about {format_duration(p.seconds_left)} of training left at {p.epoch_seconds:.0f} s/epoch")
             lines.append(f"  {p.run_id:<{width}}  epoch {p.epochs_done}/{p.epochs}, {value}; {state}; "
