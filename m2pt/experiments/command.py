@@ -21,7 +21,8 @@ EPILOG = """examples:
 
 --only matches an arm (aux-point, random-point, small-aux-minilm, ...), a target modality, a
 setting (scratch, mae), a group (main, minilm, ablation, lambda) or a run id, with shell
-wildcards; the baseline of every selected arm is always kept.
+wildcards; the baseline of every selected arm is always kept. Extra seeds are selected the same
+way: --only 'scratch/audio/aux-point/seed3' runs that extra seed and its baseline's.
 
 profiles: quick (= --quick), full (default), converged (many CPU hours: every target towards
 its plateau, λ's learning-rate sum >= 1, random and permuted controls, gain vs budget, plateau

@@ -216,21 +216,13 @@ def build_plan(profile: Profile, seeds: Optional[Sequence[int]] = None,
                     if arm.options:
                         options = merge_options(options, arm.options)
                     runs.append(RunSpec(setting, modality, arm, seed, options))
-    if only:
-        selected = {r.run_id for r in runs if r.matches(only)}
-        keep = set(selected)
-        by_cell = {(r.setting, r.modality, r.seed, r.arm.name): r for r in runs}
-        for run_id in selected:
-            run = next(r for r in runs if r.run_id == run_id)
-            if run.arm.baseline:
-                keep.add(by_cell[(run.setting, run.modality, run.seed, run.arm.baseline)].run_id)
-        runs = [r for r in runs if r.run_id in keep]
+    runs = select_runs(runs, only)
     if profile.order == "informative":
         runs = order_informative(profile, runs)
     elif profile.order != "seed":
         raise ValueError(f"unknown run order {profile.order!r}; known: seed, informative")
     check_lambda_lr_sums(profile, runs)
-    return _pretrainings(profile, runs), runs
+    return pretrainings_for(profile, runs), runs
 
 
 def lead_targets(profile: Profile) -> tuple[str, ...]:
@@ -310,6 +302,24 @@ def check_lambda_lr_sums(profile: Profile, runs: Sequence[RunSpec]) -> None:
                          "epochs, training set or lr")
 
 
+def select_runs(runs: Sequence[RunSpec], only: Sequence[str]) -> list[RunSpec]:
+    """The runs ``--only`` patterns select (all without patterns), each selected arm's baseline
+    at the same seed kept, in their given order.
+
+    A baseline missing from ``runs`` is left out rather than invented: extra-seed runs, for
+    one, list their baseline runs themselves.
+    """
+    if not only:
+        return list(runs)
+    by_cell = {(r.setting, r.modality, r.seed, r.arm.name): r for r in runs}
+    keep = {r.run_id for r in runs if r.matches(only)}
+    for run in [r for r in runs if r.run_id in keep and r.arm.baseline]:
+        baseline = by_cell.get((run.setting, run.modality, run.seed, run.arm.baseline))
+        if baseline is not None:
+            keep.add(baseline.run_id)
+    return [r for r in runs if r.run_id in keep]
+
+
 def extra_seed_runs(profile: Profile, runs: Sequence[RunSpec], rows: Sequence[dict[str, Any]]) -> list[RunSpec]:
     """Runs of ``profile.extra_seeds`` for every comparison whose gain is too uncertain.
 
@@ -382,7 +392,8 @@ def in_profile_order(profile: Profile, runs: Sequence[RunSpec]) -> list[RunSpec]
     return order_informative(profile, runs) if profile.order == "informative" else list(runs)
 
 
-def _pretrainings(profile: Profile, runs: Sequence[RunSpec]) -> list[PretrainSpec]:
+def pretrainings_for(profile: Profile, runs: Sequence[RunSpec]) -> list[PretrainSpec]:
+    """The MAE pretrainings ``runs`` need (as auxiliary, a control's source or initialisation), plain ``mae:`` ones first."""
     sources: dict[str, PretrainSpec] = {}
     for run in runs:
         for source in (run.arm.aux, run.init_source):

@@ -18,7 +18,7 @@ from .lr_budget import describe_sums
 from .adopt import adopt_finished_runs
 from .merge import import_results
 from .plan import (PretrainSpec, RunSpec, build_plan, current_rows, extra_seed_runs, in_profile_order,
-                   lambda_lr_sums_of)
+                   lambda_lr_sums_of, pretrainings_for, select_runs)
 from .pool import resolve_workers
 from .records import RESULTS_FILE, latest_rows, read_rows
 from .runner import Runner, RunnerOptions, execute
@@ -138,6 +138,13 @@ def aggregate(output: Path, log: Callable[[str], None] = print,
     return written
 
 
+def _extra_runs(profile: Profile, planned: Sequence[RunSpec], rows: list[dict[str, Any]],
+                only: Sequence[str]) -> list[RunSpec]:
+    """The extra-seed runs the finished ``rows`` call for in the whole plan, of them those
+    ``only`` selects: ``--only 'scratch/audio/aux-point/seed3'`` picks one extra run (and its baseline)."""
+    return select_runs(extra_seed_runs(profile, planned, rows), only)
+
+
 def _extra_seeds_rule(profile: Profile) -> str:
     return (f"seeds {','.join(map(str, profile.extra_seeds))} where 2·SE of a gain > {profile.extra_seed_se:g} "
             "point(s)")
@@ -161,7 +168,8 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     ``import_from`` names other copies of the study (folders with a ``results.jsonl``) whose
     finished runs are brought in first (:func:`~m2pt.experiments.merge.import_results`).
     A profile with ``extra_seeds`` adds the extra seeds of every comparison whose gain is too
-    uncertain (:func:`~m2pt.experiments.plan.extra_seed_runs`): those its finished results
+    uncertain (:func:`~m2pt.experiments.plan.extra_seed_runs`; decided over the whole plan,
+    ``only`` selects among them as among the planned runs): those its finished results
     already decide join their tier at the start (so a resumed study runs them before the next
     tier), the rest follow the planned runs. Explicit ``seeds`` turn that off. A planned run
     that computes what a finished run of another arm computed (same fingerprint) adopts its
@@ -185,8 +193,9 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         from .status import study_status
 
         rows = list(latest_rows(read_rows(output / RESULTS_FILE)).values())
-        extra = extra_seed_runs(profile, runs, rows) if not seeds else []
-        log("\n".join(study_status(profile, pretrainings, in_profile_order(profile, [*runs, *extra]), output)))
+        extra = _extra_runs(profile, build_plan(profile)[1], rows, only) if not seeds else []
+        runs = in_profile_order(profile, [*runs, *extra])
+        log("\n".join(study_status(profile, pretrainings_for(profile, runs), runs, output)))
         return result
     for source in import_from:
         report = import_results(Path(source), output)
@@ -208,11 +217,12 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     output.mkdir(parents=True, exist_ok=True)
     runner = Runner(RunnerOptions(output=output, keep_heavy_files=keep_heavy_files, log=log))
     adopt_finished_runs(output, planned, runner.run_folder, log)
-    decided = extra_seed_runs(profile, runs, list(runner.finished_rows().values())) if not seeds else []
+    decided = _extra_runs(profile, planned, list(runner.finished_rows().values()), only) if not seeds else []
     if decided:
         adopt_finished_runs(output, decided, runner.run_folder, log)
         log(f"{len(decided)} extra run(s) join their tiers: {_extra_seeds_rule(profile)}")
         runs = in_profile_order(profile, [*runs, *decided])
+        pretrainings = pretrainings_for(profile, runs)
     (output / "plan.json").write_text(json.dumps({
         "profile": profile.name, "seeds": list(seeds or profile.seeds), "only": list(only), "workers": workers,
         "threads": threads,
@@ -248,11 +258,11 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
         result["estimates"] = estimates
         return result
     counts = execute(runner, pretrainings, runs, estimates, progress=progress, workers=workers, threads=threads)
-    extra = extra_seed_runs(profile, runs, list(runner.finished_rows().values())) if not seeds else []
+    extra = _extra_runs(profile, planned, list(runner.finished_rows().values()), only) if not seeds else []
     if extra:
         log(f"{len(extra)} extra run(s): {_extra_seeds_rule(profile)}")
         (output / "extra_runs.json").write_text(json.dumps([r.run_id for r in extra], indent=1))
-        more = execute(runner, [], extra, {}, progress=progress, workers=workers, threads=threads)
+        more = execute(runner, pretrainings_for(profile, extra), extra, {}, progress=progress, workers=workers, threads=threads)
         counts = {k: counts[k] + more[k] for k in counts}
     if decided or extra:
         result["extra_runs"] = len(decided) + len(extra)

@@ -207,6 +207,34 @@ def test_extra_seeds_decided_by_finished_results_join_their_tier_on_resume(tmp_p
     assert len(planned) == len(runs) + 4 and planned[tier0 + 4:] == [(r.arm.name, str(r.seed)) for r in runs[tier0:]]
 
 
+@pytest.mark.parametrize("only, expected", [
+    (["scratch/image/aux-point/seed3"], [("baseline", 3), ("aux-point", 3)]),
+    (["scratch/image/baseline/seed4"], [("baseline", 4)]),
+    (["scratch/image/random-point/seed3"], []),  # random-point's gain is certain enough: no extra seeds
+])
+def test_only_picks_single_extra_seed_runs_with_their_baseline(tmp_path, only, expected):
+    import torch
+
+    from m2pt.experiments.reproduce import reproduce
+
+    profile = get_profile("converged")
+    _, runs = build_plan(profile, only=["image"])
+    noisy = {0: 3.0, 1: -2.0, 2: 4.0}
+    rows = [_row(r, 80.0 + r.seed + (noisy[r.seed] if r.arm.name == "aux-point" else 0.0))
+            for r in runs if r.arm.name in ("baseline", "aux-point", "random-point", "permuted-point")]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    threads = torch.get_num_threads()
+    try:
+        reproduce("converged", tmp_path, only=only, estimate=False, estimate_only=True, workers=1, threads=1,
+                  log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert [(r["arm"], int(r["run_id"].rsplit("seed", 1)[1])) for r in plan["runs"]] == expected
+    # the extra run's auxiliary is pretrained first, though no planned run of the selection needs it
+    assert [p["source"] for p in plan["pretrainings"]] == (["mae:point"] if ("aux-point", 3) in expected else [])
+
+
 def test_rows_of_a_changed_budget_are_left_out_of_the_summary(tmp_path, capsys):
     from m2pt.cli import main
     from m2pt.experiments.plan import current_rows
