@@ -392,15 +392,22 @@ def in_profile_order(profile: Profile, runs: Sequence[RunSpec]) -> list[RunSpec]
     return order_informative(profile, runs) if profile.order == "informative" else list(runs)
 
 
+def pretraining_sources(run: RunSpec) -> list[str]:
+    """The sources whose files ``run`` reads: its auxiliary (a control's: the source it is drawn
+    from) and its initialisation; MAE pretrainings among them are named ``mae...:<modality>``."""
+    sources = []
+    for source in (run.arm.aux, run.init_source):
+        if source:
+            control, _, inner = source.partition(":")
+            sources.append(inner if control in CONTROL_KINDS else source)
+    return sources
+
+
 def pretrainings_for(profile: Profile, runs: Sequence[RunSpec]) -> list[PretrainSpec]:
     """The MAE pretrainings ``runs`` need (as auxiliary, a control's source or initialisation), plain ``mae:`` ones first."""
     sources: dict[str, PretrainSpec] = {}
     for run in runs:
-        for source in (run.arm.aux, run.init_source):
-            if source is None:
-                continue
-            control, _, inner = source.partition(":")
-            source = inner if control in CONTROL_KINDS else source
+        for source in pretraining_sources(run):
             kind, _, modality = source.partition(":")
             if kind == "mae":
                 options = profile.pretrain_options(modality)

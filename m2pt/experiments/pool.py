@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -103,25 +104,88 @@ def _run_in_worker(options: RunnerOptions, job: Job) -> Outcome:
     return run_job(Runner(options), job)
 
 
+class _Schedule:
+    """Which job starts next: the first waiting one, in the given order, whose needs are done.
+
+    A job whose need failed (or was never run) is not started: it comes back as a failed outcome.
+    """
+
+    def __init__(self, jobs: Sequence[Job], prepare: Optional[Callable[[Job], None]]) -> None:
+        self.waiting = list(jobs)
+        self.prepare = prepare
+        self.keys = {job.key for job in jobs}
+        self.settled: dict[str, str] = {}
+
+    def settle(self, outcome: Outcome) -> None:
+        self.settled[outcome.job.key] = outcome.status
+
+    def take(self, unfinished: set[str]) -> tuple[Optional[Job], list[Outcome]]:
+        """The next job to start (None: none is ready) and the jobs that can no longer start.
+
+        Args:
+            unfinished: Keys of the jobs in progress.
+        """
+        blocked: list[Outcome] = []
+        for job in list(self.waiting):
+            needs = [key for key in job.needs if key in self.keys]
+            failed = [key for key in needs if self.settled.get(key) not in (None, "done", "skipped")]
+            if failed:
+                self.waiting.remove(job)
+                blocked.append(Outcome(job, "failed", error=f"{failed[0]} did not finish "
+                                                            f"({self.settled[failed[0]]}), and this job needs it"))
+                continue
+            if any(key not in self.settled for key in needs):
+                continue
+            self.waiting.remove(job)
+            try:
+                if self.prepare is not None:
+                    self.prepare(job)
+            except Exception as exc:  # noqa: BLE001 - e.g. a control drawn from a missing encoder
+                blocked.append(Outcome(job, "failed", error=f"{type(exc).__name__}: {exc}",
+                                       trace=traceback.format_exc()))
+                continue
+            return job, blocked
+        if not unfinished and self.waiting:  # a cycle or a need that can never settle
+            blocked += [Outcome(job, "failed", error=f"its needs {list(job.needs)} cannot finish")
+                        for job in self.waiting]
+            self.waiting.clear()
+        return None, blocked
+
+
 def run_jobs(runner: Runner, jobs: Sequence[Job], finished: Callable[[Outcome], None], workers: int = 1,
-             threads: int = 1) -> None:
+             threads: int = 1, prepare: Optional[Callable[[Job], None]] = None) -> None:
     """Run ``jobs``, calling ``finished`` with each outcome as it comes (in this process).
+
+    A job starts as soon as a worker is free and the jobs it needs (``Job.needs``) are done, in
+    the order given otherwise: a run does not wait for a pretraining it does not use.
+    ``prepare`` is called here, in the parent, just before a job starts (a failure there fails
+    the job), so that files jobs share are written once.
 
     Raises:
         RunInterrupted: A signal stopped the jobs in progress (their checkpoints are saved).
         RuntimeError: A worker process died (killed, out of memory).
     """
+    schedule = _Schedule(jobs, prepare)
+
+    def report(outcome: Outcome) -> None:
+        schedule.settle(outcome)
+        finished(outcome)
+
     if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
+        while True:
+            job, blocked = schedule.take(set())
+            for outcome in blocked:
+                report(outcome)
+            if job is None:
+                return
             outcome = run_job(runner, job)
             if outcome.status == "interrupted":
                 raise RunInterrupted(outcome.error)
-            finished(outcome)
-        return
-    _run_parallel(runner, jobs, finished, min(workers, len(jobs)), threads)
+            report(outcome)
+    _run_parallel(runner, schedule, report, min(workers, len(jobs)), threads)
 
 
-def _run_parallel(runner: Runner, jobs: Sequence[Job], finished: Callable[[Outcome], None], workers: int,
+def _run_parallel(runner: Runner, schedule: _Schedule, report: Callable[[Outcome], None], workers: int,
                   threads: int) -> None:
     import multiprocessing
 
@@ -132,17 +196,24 @@ def _run_parallel(runner: Runner, jobs: Sequence[Job], finished: Callable[[Outco
     options = RunnerOptions(output=runner.output, keep_heavy_files=runner.options.keep_heavy_files,
                             quiet=runner.options.quiet)
     interrupted: list[str] = []
+    running: dict[Future, Job] = {}
     with StopRequest() as stop, ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                                     initargs=(threads, event)) as pool:
-        with _worker_environment():
-            submitted = [pool.submit(_run_in_worker, options, job) for job in jobs]
-        order = {future: index for index, future in enumerate(submitted)}
-        pending: set[Future] = set(submitted)
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=order.get):
-                if future.cancelled():
-                    continue
+        while True:
+            while len(running) < workers and not event.is_set():
+                job, blocked = schedule.take({job.key for job in running.values()})
+                for outcome in blocked:
+                    report(outcome)
+                if job is None:
+                    break
+                with _worker_environment():
+                    running[pool.submit(_run_in_worker, options, job)] = job
+            if not running:
+                break
+            done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            started = list(running)
+            for future in sorted(done, key=started.index):
+                del running[future]
                 try:
                     outcome = future.result()
                 except BrokenProcessPool as exc:
@@ -153,11 +224,9 @@ def _run_parallel(runner: Runner, jobs: Sequence[Job], finished: Callable[[Outco
                 if outcome.status == "interrupted":
                     interrupted.append(outcome.error)
                 elif outcome.status != "cancelled":
-                    finished(outcome)
+                    report(outcome)
             if (stop.requested or interrupted) and not event.is_set():
                 event.set()
-                for future in pending:
-                    future.cancel()
     if interrupted or stop.requested:
         reason = stop.signal_name or "a worker was stopped"
         raise RunInterrupted(f"{reason}; stopped: " + ("; ".join(interrupted) or "no run was in progress"))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from .plan import PretrainSpec, RunSpec, result_options
+from .plan import PretrainSpec, RunSpec, pretraining_sources, result_options
 from .random_aux import CONTROL_KINDS, write_control_auxiliary
 from .records import RESULTS_FILE, append_row, latest_rows, make_row, read_rows
 
@@ -289,6 +289,8 @@ class Job:
     key: str
     """Its key in the time estimates (``pretrain/<id>`` or the run id)."""
     spec: PretrainSpec | RunSpec
+    needs: tuple[str, ...] = ()
+    """Keys of the jobs (pretrainings) that must be done before this one starts."""
 
     @property
     def name(self) -> str:
@@ -324,9 +326,10 @@ def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence
             threads: int = 1) -> dict[str, int]:
     """Run everything not finished yet, with a progress bar over runs.
 
-    Pretrainings come first (runs need them), then fine-tuning runs in plan order. With
-    ``workers > 1`` both phases run in that many worker processes of ``threads`` torch threads
-    each (see :mod:`m2pt.experiments.pool`); the parent alone writes ``results.jsonl``.
+    Pretrainings come first, then fine-tuning runs in plan order; a run starts once the
+    pretrainings it uses are done, so runs that need none of the unfinished ones go ahead
+    beside them. With ``workers > 1`` jobs run in that many worker processes of ``threads``
+    torch threads each (see :mod:`m2pt.experiments.pool`); the parent alone writes ``results.jsonl``.
     A run that raises is recorded in ``failures.jsonl`` and the next one starts (runs that need
     a failed pretraining fail too); a signal (SIGINT/SIGTERM) stops every run in progress after
     saving its checkpoint, then raises :class:`RunInterrupted`.
@@ -350,7 +353,9 @@ def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence
     pending = [r for r in runs if not runner.is_finished(r, rows)]
     counts["skipped"] = len(runs) - len(pending)
     pretrain_jobs = [Job(f"pretrain/{p.run_id}", p) for p in pretrainings if not runner.pretrain_finished(p)]
-    run_jobs_ = [Job(r.run_id, r) for r in pending]
+    pretraining_keys = {job.spec.source: job.key for job in pretrain_jobs}
+    run_jobs_ = [Job(r.run_id, r, tuple(pretraining_keys[source] for source in pretraining_sources(r)
+                                        if source in pretraining_keys)) for r in pending]
     remaining = sum(estimates.get(job.key, 0.0) for job in pretrain_jobs + run_jobs_) / max(1, workers)
     bar = tqdm(total=len(pretrain_jobs) + len(run_jobs_), desc="reproduce", unit="run", disable=not progress,
                dynamic_ncols=True)
@@ -372,16 +377,12 @@ def execute(runner: Runner, pretrainings: Sequence[PretrainSpec], runs: Sequence
             bar.set_postfix_str(f"est. left {max(0.0, remaining) / 60:.0f} min", refresh=False)
         bar.update(1)
 
+    def prepare(job: Job) -> None:
+        if isinstance(job.spec, RunSpec):
+            runner.prepare(job.spec)
+
     try:
-        run_jobs(runner, pretrain_jobs, finished, workers, threads)
-        ready = []
-        for job in run_jobs_:
-            try:
-                runner.prepare(job.spec)
-                ready.append(job)
-            except Exception as exc:  # noqa: BLE001 - e.g. its pretraining failed
-                finished(Outcome(job, "failed", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()))
-        run_jobs(runner, ready, finished, workers, threads)
+        run_jobs(runner, pretrain_jobs + run_jobs_, finished, workers, threads, prepare)
     finally:
         bar.close()
     return counts

@@ -107,3 +107,58 @@ def test_sigterm_to_the_parent_stops_every_worker_after_saving(tmp_path):
     (0, 0, 2, (2, 1)), (0, 3, 2, (2, 3)), (2, 0, 8, (2, 4)), (4, 0, 2, (4, 1)), (1, 0, 2, (1, 0)), (1, 2, 2, (1, 2))])
 def test_resolve_workers(workers, threads, cores, expected):
     assert resolve_workers(workers, threads, cores) == expected
+
+
+def test_a_run_that_needs_no_unfinished_pretraining_starts_beside_it(tmp_path):
+    from m2pt.experiments.runner import FINGERPRINT_FILE
+    from m2pt.train.run_dir import FINAL
+
+    runner = _runner(tmp_path / "out")
+    pretrain = [PretrainSpec("mae:image", {**PRETRAIN, "epochs": 3})]
+    baseline, aux, control = _runs(seed=0)
+    assert execute(runner, pretrain, [aux, baseline, control], progress=False, workers=2, threads=1) == {
+        "done": 4, "skipped": 0, "failed": 0}
+    pretrained_at = (runner.pretrain_folder("mae:image") / FINAL).stat().st_mtime
+    started_at = {run.arm.name: (runner.run_folder(run) / FINGERPRINT_FILE).stat().st_mtime
+                  for run in (baseline, aux, control)}
+    assert started_at["baseline"] < pretrained_at  # the free worker did not wait for the pretraining
+    assert started_at["aux-image"] >= pretrained_at and started_at["random-image"] >= pretrained_at
+
+
+def _job(key, *needs):
+    from m2pt.experiments.runner import Job
+
+    return Job(key, PretrainSpec(key, {}), tuple(needs))
+
+
+def test_schedule_starts_the_first_ready_job_and_fails_those_whose_need_failed():
+    from m2pt.experiments.pool import _Schedule
+    from m2pt.experiments.runner import Outcome
+
+    prepared = []
+    jobs = [_job("pretrain/a"), _job("run1", "pretrain/a"), _job("run2"), _job("run3", "pretrain/a", "elsewhere")]
+    schedule = _Schedule(jobs, prepared.append)
+    first, blocked = schedule.take(set())
+    assert first.key == "pretrain/a" and not blocked
+    second, blocked = schedule.take({"pretrain/a"})
+    assert second.key == "run2" and not blocked  # run1 waits for its pretraining
+    assert schedule.take({"pretrain/a", "run2"}) == (None, [])
+    schedule.settle(Outcome(first, "failed", error="boom"))
+    nothing, blocked = schedule.take({"run2"})
+    assert nothing is None and [o.job.key for o in blocked] == ["run1", "run3"]
+    assert all(o.status == "failed" and "pretrain/a did not finish (failed)" in o.error for o in blocked)
+    assert [job.key for job in prepared] == ["pretrain/a", "run2"]
+
+
+def test_schedule_fails_a_job_whose_preparation_raises_and_goes_on():
+    from m2pt.experiments.pool import _Schedule
+
+    def prepare(job):
+        if job.key == "bad":
+            raise FileNotFoundError("mae:point: encoder.safetensors is missing")
+
+    schedule = _Schedule([_job("bad"), _job("good")], prepare)
+    job, blocked = schedule.take(set())
+    assert job.key == "good"
+    assert [(o.job.key, o.status) for o in blocked] == [("bad", "failed")]
+    assert "FileNotFoundError: mae:point" in blocked[0].error
