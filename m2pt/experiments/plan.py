@@ -404,7 +404,8 @@ def pretraining_sources(run: RunSpec) -> list[str]:
 
 
 def pretrainings_for(profile: Profile, runs: Sequence[RunSpec]) -> list[PretrainSpec]:
-    """The MAE pretrainings ``runs`` need (as auxiliary, a control's source or initialisation), plain ``mae:`` ones first."""
+    """The MAE pretrainings ``runs`` need (as auxiliary, a control's source or initialisation),
+    plain ``mae:`` ones first."""
     sources: dict[str, PretrainSpec] = {}
     for run in runs:
         for source in pretraining_sources(run):

@@ -262,7 +262,8 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     if extra:
         log(f"{len(extra)} extra run(s): {_extra_seeds_rule(profile)}")
         (output / "extra_runs.json").write_text(json.dumps([r.run_id for r in extra], indent=1))
-        more = execute(runner, pretrainings_for(profile, extra), extra, {}, progress=progress, workers=workers, threads=threads)
+        more = execute(runner, pretrainings_for(profile, extra), extra, {}, progress=progress, workers=workers,
+                       threads=threads)
         counts = {k: counts[k] + more[k] for k in counts}
     if decided or extra:
         result["extra_runs"] = len(decided) + len(extra)
