@@ -162,6 +162,41 @@ def measured_factors(finished: Iterable[tuple[RunSpec, Mapping[str, Any]]], step
     return factors
 
 
+def _item_epochs(options: Mapping[str, Any]) -> Optional[int]:
+    """Training items times epochs of a run (None when its options do not say)."""
+    items, epochs = (options.get("data_options") or {}).get("train_size"), options.get("epochs")
+    return items * epochs if isinstance(items, int) and isinstance(epochs, int) and items * epochs > 0 else None
+
+
+def measured_rates(finished: Iterable[tuple[RunSpec, Mapping[str, Any]]]) -> dict[str, float]:
+    """Seconds per training item and epoch that this study's finished runs took, median per kind.
+
+    The estimate without a calibration: the runs ran beside the study's other workers, so their
+    pace already holds what sharing the cores costs. Rows without a measured ``wall_seconds``
+    (imported, or found finished in their folder) are skipped.
+    """
+    rates: dict[str, list[float]] = {}
+    for run, row in finished:
+        wall, work = row.get("wall_seconds"), _item_epochs(run.options)
+        if isinstance(wall, (int, float)) and math.isfinite(wall) and wall > 0 and work:
+            rates.setdefault(_run_key(run), []).append(wall / work)
+    return {key: statistics.median(values) for key, values in rates.items()}
+
+
+def measured_estimates(runs: Iterable[RunSpec], rates: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """``({run id: seconds}, [kinds of the runs left out])`` from :func:`measured_rates`: runs
+    of a kind no finished run measured are left out, their kinds named once each."""
+    seconds: dict[str, float] = {}
+    missing: list[str] = []
+    for run in runs:
+        key, work = _run_key(run), _item_epochs(run.options)
+        if key in rates and work:
+            seconds[run.run_id] = rates[key] * work
+        elif key not in missing:
+            missing.append(key)
+    return seconds, missing
+
+
 def describe_factors(factors: Mapping[str, float]) -> str:
     """One log line: the overall factor and those of the kinds that have their own."""
     kinds = ", ".join(f"{key} x{factor:.2f}" for key, factor in sorted(factors.items()) if key != OVERALL)

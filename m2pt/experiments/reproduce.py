@@ -189,20 +189,21 @@ def reproduce(profile_name: str = "full", output: str | Path = "runs/reproduce",
     if list_only:
         log(describe_plan(profile, pretrainings, runs))
         return result
+    # every cell of the profile counts in the summary, also those ``only`` leaves out this time
+    planned = build_plan(profile, seeds)[1] if only else runs
     if status_only:
         from .status import study_status
 
         rows = list(latest_rows(read_rows(output / RESULTS_FILE)).values())
-        extra = _extra_runs(profile, build_plan(profile)[1], rows, only) if not seeds else []
-        runs = in_profile_order(profile, [*runs, *extra])
-        log("\n".join(study_status(profile, pretrainings_for(profile, runs), runs, output)))
+        every_extra = extra_seed_runs(profile, planned, rows) if not seeds else []
+        runs = in_profile_order(profile, [*runs, *select_runs(every_extra, only)])
+        log("\n".join(study_status(profile, pretrainings_for(profile, runs), runs, output,
+                                    paced_by=[*planned, *every_extra])))
         return result
     for source in import_from:
         report = import_results(Path(source), output)
         log(f"imported from {source}: {report.rows_added} finished run(s), {report.curves_added} pretraining "
             f"curve(s); {report.rows_present} run(s) already here kept their own result")
-    # every cell of the profile counts in the summary, also those ``only`` leaves out this time
-    planned = build_plan(profile, seeds)[1] if only else runs
     if aggregate_only:
         result["written"] = [str(p) for p in aggregate(output, log, planned)]
         return result

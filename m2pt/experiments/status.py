@@ -4,7 +4,8 @@ Nothing is written, locked or calibrated, so it is safe beside the study's own c
 finished runs come from ``results.jsonl``, the runs and pretrainings in progress from their
 folders (their last epoch in ``metrics.jsonl``; whether a process holds the folder's lock), the
 failures from ``failures.jsonl`` and the time left from the cached step times of
-``--estimate-only`` or an earlier start, scaled by what the finished runs took.
+``--estimate-only`` or an earlier start, scaled by what the finished runs took (without them:
+from the pace of the finished runs of each kind, and of the runs and pretrainings in progress).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from m2pt.train.run_dir import CHECKPOINT
 from m2pt.train.run_lock import folder_in_use
 
 from .budgets import Profile
-from .estimate import CALIBRATION_FILE, estimate_seconds, format_duration, measured_factors
+from .estimate import (CALIBRATION_FILE, estimate_seconds, format_duration, measured_estimates, measured_factors,
+                       measured_rates)
 from .plan import PretrainSpec, RunSpec, priority
 from .records import RESULTS_FILE, latest_rows, read_rows
 from .runner import FAILURES_FILE, FINGERPRINT_FILE, Runner, RunnerOptions
@@ -103,6 +105,16 @@ def pretraining_state(runner: Runner, spec: PretrainSpec) -> str:
     return f"epoch {epochs_done}/{spec.options.get('epochs', '?')}, {state}"
 
 
+def pretraining_pace(runner: Runner, spec: PretrainSpec) -> Optional[float]:
+    """Seconds a started pretraining has left at the pace of its last epochs; None before its first epoch."""
+    metrics = runner.pretrain_folder(spec.source) / "metrics.jsonl"
+    records = _epoch_records(metrics) if metrics.is_file() else []
+    if not records or not isinstance(spec.options.get("epochs"), int):
+        return None
+    recent = sorted(float(r["epoch_seconds"]) for r in records[-RECENT_EPOCHS:])
+    return max(0, spec.options["epochs"] - int(records[-1]["epoch"])) * recent[len(recent) // 2]
+
+
 def _folder_state(running: bool, resumable: bool) -> str:
     return "running" if running else "stopped, resumes from its checkpoint" if resumable else "stopped, starts again"
 
@@ -113,24 +125,41 @@ def _ago(seconds: float) -> str:
 
 def _time_left(output: Path, pretrainings: Sequence[PretrainSpec], pending: Sequence[RunSpec],
                finished: Sequence[tuple[RunSpec, dict[str, Any]]], progress: dict[str, RunProgress],
-               threads: int, workers: int) -> str:
+               threads: int, workers: int, runner: Runner) -> str:
     cache = output / CALIBRATION_FILE.replace(".json", f"-{threads}thread.json")
+    left_out: list[str] = []
     try:
         step_times = json.loads(cache.read_text())
         estimates = estimate_seconds(pretrainings, pending, step_times, measured_factors(finished, step_times))
+        for run in pending:
+            if run.run_id in progress:
+                estimates[run.run_id] *= 1.0 - progress[run.run_id].fraction_done
+        source = "cached step times, scaled by what the finished runs took"
     except (OSError, ValueError, KeyError):
-        return (f"time left: unknown (no step times for every kind of run in {cache.name}; "
-                "`--estimate-only` measures them)")
-    for run in pending:
-        if run.run_id in progress:
-            estimates[run.run_id] *= 1.0 - progress[run.run_id].fraction_done
+        paced = {run.run_id: progress[run.run_id].seconds_left for run in pending
+                 if run.run_id in progress and progress[run.run_id].seconds_left is not None}
+        estimates, kinds = measured_estimates([run for run in pending if run.run_id not in paced],
+                                              measured_rates(finished))
+        estimates.update(paced)
+        for spec in pretrainings:
+            pace = pretraining_pace(runner, spec)
+            if pace is None:
+                left_out.append(f"pretraining {spec.source}")
+            else:
+                estimates[f"pretrain/{spec.run_id}"] = pace
+        if not estimates:
+            return (f"time left: unknown (no step times for every kind of run in {cache.name}, and nothing "
+                    "finished or started to take the pace from; `--estimate-only` measures them)")
+        left_out += [f"{kind} runs" for kind in kinds]
+        source = "the pace of this study's finished runs of each kind and of the work in progress"
     seconds = sum(estimates.values()) / max(1, workers)
+    missing = f"; not counted: {', '.join(left_out)}" if left_out else ""
     return (f"time left: about {format_duration(seconds)} with {workers} worker(s) of {threads} thread(s) "
-            "(cached step times, scaled by what the finished runs took)")
+            f"({source}{missing})")
 
 
 def study_status(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: Sequence[RunSpec], output: Path,
-                 now: Optional[float] = None) -> list[str]:
+                 now: Optional[float] = None, paced_by: Optional[Sequence[RunSpec]] = None) -> list[str]:
     """Lines that say where the study in ``output`` stands against the plan ``runs``.
 
     Args:
@@ -139,6 +168,8 @@ def study_status(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: S
         runs: The planned runs (with any extra seeds).
         output: The study's folder.
         now: The current time (seconds since the epoch); default the clock.
+        paced_by: The runs whose finished rows give the pace of each kind of run when no step
+            times are cached (default ``runs``; the whole plan when ``runs`` is a selection).
 
     Returns:
         Lines: the counts, the pretrainings, finished runs per tier (profiles run in tiers), the
@@ -192,6 +223,7 @@ def study_status(profile: Profile, pretrainings: Sequence[PretrainSpec], runs: S
         lines += [f"  {run_id}: {row.get('error', '')}" for run_id, row in failures.items()]
     if pending:
         not_done = [spec for spec in pretrainings if not runner.encoder_path(spec.source).is_file()]
-        lines.append(_time_left(output, not_done, pending, [(run, rows[run.run_id]) for run in finished],
-                                progress, int(plan.get("threads") or 1), int(plan.get("workers") or 1)))
+        measured = [run for run in (runs if paced_by is None else paced_by) if runner.is_finished(run, rows)]
+        lines.append(_time_left(output, not_done, pending, [(run, rows[run.run_id]) for run in measured],
+                                progress, int(plan.get("threads") or 1), int(plan.get("workers") or 1), runner))
     return lines

@@ -70,7 +70,7 @@ def test_status_counts_finished_runs_and_shows_running_and_stopped_ones(study):
     assert runs[5].run_id not in text
     assert f"  {runs[4].run_id}: ValueError: bad" in text
     assert "pretrainings: " + "; ".join(f"{p.source} not started" for p in pretrainings) in text
-    assert "time left: unknown" in lines[-1] and "--estimate-only" in lines[-1]
+    assert lines[-1].startswith("time left: about ") and "the pace of this study's finished runs" in lines[-1]
     assert "tier" not in text  # the quick profile runs seed-major, not in tiers
 
 
@@ -94,6 +94,32 @@ def test_time_left_uses_the_cached_step_times_scaled_by_the_finished_runs(study)
     finished = [(r, {"wall_seconds": 100.0}) for r in runs[:2]]
     expected = sum(estimate_seconds(pretrainings, runs[2:], times, measured_factors(finished, times)).values()) / 2
     assert lines[-1].startswith(f"time left: about {format_duration(expected)} with 2 worker(s) of 1 thread(s)")
+
+
+def test_time_left_without_step_times_follows_the_pace_of_finished_and_started_work(tmp_path):
+    profile = get_profile("quick")
+    pretrainings, every = build_plan(profile, seeds=[0])
+    runs = every[:3] + every[6:10]  # image tiny plain and pathway (2 finished), audio tiny plain and pathway
+    rows = [{"run_id": r.run_id, "fingerprint": r.fingerprint(), "wall_seconds": wall}
+            for r, wall in ((runs[0], 30.0), (runs[1], 60.0))]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "plan.json").write_text(json.dumps({"workers": 2, "threads": 1}))
+    _started(tmp_path, runs[2], epochs_done=1, top1=40.0)  # 5 s/epoch
+    image_mae = next(p for p in pretrainings if p.source == "mae:image")
+    folder = Runner(RunnerOptions(output=tmp_path, log=lambda _: None)).pretrain_folder("mae:image")
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "loss": 0.5, "epoch_seconds": 7.0}) + "\n")
+
+    line = study_status(profile, pretrainings, runs, tmp_path)[-1]
+    per_item_epoch = 60.0 / 3000  # the finished pathway run's pace
+    pathway_left = [(runs[2].options["epochs"] - 1) * 5.0, *(per_item_epoch * 3000 for _ in runs[3:5])]
+    pretraining_left = (image_mae.options["epochs"] - 1) * 7.0
+    assert [r.arm.name for r in runs[3:5]] == ["aux-audio-lr100", "random-audio-lr100"]
+    expected = (sum(pathway_left) + pretraining_left) / 2
+    assert line == (f"time left: about {format_duration(expected)} with 2 worker(s) of 1 thread(s) (the pace of "
+                    "this study's finished runs of each kind and of the work in progress; not counted: pretraining "
+                    "mae:audio, "
+                    "finetune/audio/tiny/plain runs, finetune/audio/tiny/pathway runs)")
 
 
 def test_folder_in_use_sees_another_holder_and_leaves_a_free_folder_free(tmp_path):
